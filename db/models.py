@@ -1,0 +1,183 @@
+"""SQLAlchemy 2 typed models: batch, job, attempt, result, warning.
+
+Enums are stored by value as plain strings (portable between SQLite and Postgres and
+readable in ad-hoc SQL months later). Unique constraints make redelivery harmless:
+one result per job, one attempt row per (job, attempt number, side), one job per
+manifest row of a batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from idbatch.domain import AttemptOutcome, BatchKind, BatchState, JobStatus, Verdict
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; Postgres gets BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _enum(cls: type) -> SAEnum:
+    return SAEnum(
+        cls,
+        values_callable=lambda e: [m.value for m in e],
+        native_enum=False,
+        length=16,
+        validate_strings=True,
+        create_constraint=False,
+    )
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+    }
+
+
+class Batch(Base):
+    __tablename__ = "batch"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    kind: Mapped[BatchKind] = mapped_column(_enum(BatchKind))
+    state: Mapped[BatchState] = mapped_column(_enum(BatchState), default=BatchState.ACTIVE)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    ingest_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+    finished_at: Mapped[dt.datetime | None]
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="batch", lazy="raise")
+
+
+class Job(Base):
+    __tablename__ = "job"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "row_number", name="uq_job_batch_row"),
+        Index("ix_job_batch_status", "batch_id", "status"),
+        Index("ix_job_status_next", "status", "next_attempt_at"),
+        Index("ix_job_idempotency", "idempotency_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
+    row_number: Mapped[int | None] = mapped_column(Integer)
+    external_ref: Mapped[str | None] = mapped_column(String(256))
+    front_image: Mapped[str | None] = mapped_column(Text)
+    back_image: Mapped[str | None] = mapped_column(Text)
+    claimed_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    claimed_id_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    claimed_id_hash: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[dt.datetime | None]
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+    finished_at: Mapped[dt.datetime | None]
+
+    batch: Mapped[Batch] = relationship(back_populates="jobs", lazy="raise")
+
+
+class Attempt(Base):
+    """One row per provider call, written whatever happened, so billing reconciles."""
+
+    __tablename__ = "attempt"
+    __table_args__ = (UniqueConstraint("job_id", "number", "side", name="uq_attempt_job_number_side"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    side: Mapped[str] = mapped_column(String(8), default="front")
+    provider: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime]
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    provider_code: Mapped[str | None] = mapped_column(String(128))
+    provider_request_id: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[AttemptOutcome] = mapped_column(_enum(AttemptOutcome))
+    billable: Mapped[bool] = mapped_column(Boolean, default=False)
+    handoff: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Result(Base):
+    """The normalized answer; PII columns hold Fernet tokens (see idbatch.pii)."""
+
+    __tablename__ = "result"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[Verdict] = mapped_column(_enum(Verdict))
+    name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sex: Mapped[str | None] = mapped_column(String(8))
+    nation: Mapped[str | None] = mapped_column(String(32))
+    birth: Mapped[dt.date | None]
+    address_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    id_number_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    id_number_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    authority: Mapped[str | None] = mapped_column(String(128))
+    valid_from: Mapped[dt.date | None]
+    valid_to: Mapped[dt.date | None]
+    valid_long_term: Mapped[bool] = mapped_column(Boolean, default=False)
+    similarity: Mapped[float | None] = mapped_column(Float)
+    quality: Mapped[float | None] = mapped_column(Float)
+    description: Mapped[str | None] = mapped_column(Text)
+    raw_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class JobWarning(Base):
+    __tablename__ = "warning"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(48))
+    source: Mapped[str] = mapped_column(String(16))
+    provider_code: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+__all__ = ["Attempt", "Base", "Batch", "Job", "JobWarning", "Result", "Verdict"]

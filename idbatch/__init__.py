@@ -1,0 +1,3 @@
+"""idbatch: bulk verification of Chinese resident ID cards through third-party APIs."""
+
+__version__ = "0.1.0"

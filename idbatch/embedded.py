@@ -1,0 +1,81 @@
+"""The embedded mode: SQLite, in-memory broker, in-process worker, simulator on loopback.
+
+``idbatch demo`` and ``idbatch submit`` (when the broker is ``memory://``) use this to
+run a real batch end to end inside one process with the production task code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from rich.console import Console
+
+from db import session as db_session
+from db.migrate import upgrade
+from db.session import session_scope
+from idbatch.domain import TERMINAL_STATUSES, JobStatus
+from idbatch.gateway import create_app as create_gateway
+from idbatch.render import follow
+from idbatch.report import status_counts
+from idbatch.servers import BackgroundServer
+from idbatch.settings import Settings, get_settings
+from workers import runtime as worker_runtime
+from workers.app_factory import create_celery
+from workers.embedded import embedded_worker
+
+
+def apply_env(values: dict[str, str]) -> Settings:
+    """Set IDBATCH_* variables and rebuild everything cached from settings."""
+    os.environ.update(values)
+    get_settings.cache_clear()
+    db_session.reset()
+    worker_runtime.reset()
+    from idbatch import pii
+
+    pii.vault.cache_clear()
+    return get_settings()
+
+
+def current_app(settings: Settings) -> Celery:
+    app = create_celery(settings)
+    app.set_current()
+    app.set_default()
+    return app
+
+
+@contextmanager
+def image_gateway(settings: Settings) -> Iterator[BackgroundServer]:
+    """Serve local images to URL-only providers for the duration of the block."""
+    server = BackgroundServer(create_gateway(settings.gateway_secret.get_secret_value().encode()))
+    with server:
+        yield server
+
+
+def wait_for_batch(batch_id: int, console: Console, timeout_s: float | None = None) -> bool:
+    def poll() -> tuple[int, int, dict[str, int]]:
+        with session_scope() as session:
+            counts = status_counts(session, batch_id)
+        done = sum(n for s, n in counts.items() if JobStatus(s) in TERMINAL_STATUSES)
+        return done, sum(counts.values()), counts
+
+    return follow(poll, console, timeout_s=timeout_s)
+
+
+@contextmanager
+def embedded_stack(settings: Settings, concurrency: int | None = None) -> Iterator[Any]:
+    """Migrated database + in-process worker consuming the in-memory broker."""
+    upgrade(settings.database_url)
+    app = current_app(settings)
+    with embedded_worker(app, concurrency or settings.worker_concurrency, settings.queue) as worker:
+        yield worker
+
+
+def data_path(settings: Settings, *parts: str) -> Path:
+    path = settings.data_dir.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,87 @@
+"""Local checks on an ID number (GB 11643-1999) and its consistency with printed fields.
+
+python-stdnum does the checksum, the birth date and the birth place valid for the
+birth year; we only add the cross-checks against what the provider recognized.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from stdnum import exceptions as stdnum_exc
+from stdnum.cn import ric
+
+from idbatch.domain import Warn, WarningCode, WarningSource
+
+
+class IdNumberError(ValueError):
+    """A claimed ID number that cannot be right; ``code`` is a WarningCode."""
+
+    def __init__(self, code: WarningCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def normalize(number: str) -> str:
+    return ric.compact(number)
+
+
+def check(number: str) -> str:
+    """Return the compact number or raise IdNumberError saying precisely what is wrong."""
+    compact = normalize(number)
+    if len(compact) != 18 or not compact[:17].isdigit() or not (compact[17].isdigit() or compact[17] == "X"):
+        raise IdNumberError(WarningCode.ID_FORMAT_INVALID, "must be 17 digits followed by a digit or X")
+    try:
+        ric.get_birth_date(compact)
+    except stdnum_exc.ValidationError as exc:
+        raise IdNumberError(WarningCode.ID_BIRTHDATE_INVALID, "birth date digits are not a date") from exc
+    if ric.calc_check_digit(compact) != compact[17]:
+        raise IdNumberError(WarningCode.ID_CHECKSUM_INVALID, "check character does not match")
+    try:
+        ric.get_birth_place(compact)
+    except stdnum_exc.ValidationError as exc:
+        raise IdNumberError(WarningCode.ID_REGION_UNKNOWN, "address code unknown for the birth year") from exc
+    return compact
+
+
+def sex_of(number: str) -> str:
+    """'男' for an odd sequence digit, '女' for an even one."""
+    return "男" if int(normalize(number)[16]) % 2 == 1 else "女"
+
+
+_SEX_ALIASES = {"男": "男", "M": "男", "MALE": "男", "女": "女", "F": "女", "FEMALE": "女"}
+
+
+def normalize_sex(value: str | None) -> str | None:
+    if not value:
+        return None
+    return _SEX_ALIASES.get(value.strip().upper())
+
+
+def local_warnings(id_number: str | None, sex: str | None, birth: dt.date | None) -> list[Warn]:
+    """Warnings from checking a *recognized* ID number against itself and the card."""
+    if not id_number:
+        return []
+    try:
+        compact = check(id_number)
+    except IdNumberError as exc:
+        return [Warn(exc.code, WarningSource.LOCAL, detail=str(exc))]
+    warns: list[Warn] = []
+    norm_sex = normalize_sex(sex)
+    if norm_sex is not None and norm_sex != sex_of(compact):
+        warns.append(
+            Warn(
+                WarningCode.SEX_MISMATCH_ID,
+                WarningSource.LOCAL,
+                detail="printed sex disagrees with the sequence digit",
+            )
+        )
+    if birth is not None and birth != ric.get_birth_date(compact):
+        warns.append(
+            Warn(
+                WarningCode.BIRTH_MISMATCH_ID,
+                WarningSource.LOCAL,
+                detail="printed birth date disagrees with the number",
+            )
+        )
+    return warns

@@ -1,0 +1,171 @@
+"""Image references: validation at ingest, loading and hand-off at call time.
+
+A manifest names an image as a local path (resolved against the manifest's folder), an
+``http(s)://`` URL or an ``s3://`` URL. URLs that point inside the network are refused:
+a provider fetching ``http://169.254.169.254/`` on our behalf is a textbook SSRF, and a
+job that names one is rejected with the reason instead of being sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from PIL import Image, UnidentifiedImageError
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "BMP"})
+MIN_SIDE_PX = 15
+MAX_SIDE_PX = 8192
+
+
+class ImageRefError(ValueError):
+    """An image reference or image that cannot be sent; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    size: int
+
+
+def classify_ref(ref: str) -> str:
+    """``local``, ``http`` or ``s3``; raises ImageRefError for anything else."""
+    if not ref:
+        raise ImageRefError("empty image reference")
+    scheme = urlsplit(ref).scheme.lower()
+    if scheme in ("http", "https"):
+        return "http"
+    if scheme == "s3":
+        return "s3"
+    if scheme in ("", "file") or (len(scheme) == 1 and ref[1:3] in (":\\", ":/")):
+        return "local"
+    raise ImageRefError(f"unsupported scheme {scheme!r}: use a path, http(s):// or s3://")
+
+
+def _is_internal(addr: str) -> bool:
+    ip = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def check_url(url: str, allowed_private_hosts: list[str], *, resolve: bool) -> None:
+    """Refuse URLs a provider must not be sent to fetch.
+
+    At ingest (``resolve=False``) only literal addresses and obvious names are checked,
+    to keep ingest at tens of thousands of rows a second; at call time (``resolve=True``)
+    the name is resolved and every address it has must be public.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ImageRefError("URL has no host")
+    if parts.username or parts.password:
+        raise ImageRefError("URL carries credentials")
+    if host in allowed_private_hosts:
+        return
+    if host == "localhost" or host.endswith((".localhost", ".internal", ".local")):
+        raise ImageRefError(f"URL host {host!r} is internal; refusing to hand it to a provider")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        if _is_internal(host):
+            raise ImageRefError(f"URL points inside the network ({host}); refusing (SSRF)")
+        return
+    if resolve:
+        try:
+            infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise ImageRefError(f"URL host {host!r} does not resolve") from exc
+        for info in infos:
+            addr = str(info[4][0])
+            if _is_internal(addr):
+                raise ImageRefError(f"URL host {host!r} resolves to internal address {addr} (SSRF)")
+
+
+def resolve_local(ref: str, base_dir: Path | None) -> Path:
+    path = Path(ref[len("file://") :] if ref.startswith("file://") else ref)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+def inspect(data: bytes, max_bytes: int) -> ImageInfo:
+    """Check an image's bytes: present, small enough, a supported format, sane sides."""
+    if not data:
+        raise ImageRefError("image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ImageRefError(f"image is {len(data)} bytes, over the {max_bytes}-byte limit")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, (width, height) = str(im.format), im.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageRefError("not a readable image (unrecognized or corrupt data)") from exc
+    if fmt not in SUPPORTED_FORMATS:
+        raise ImageRefError(f"image format {fmt} not supported (JPEG, PNG, BMP)")
+    if min(width, height) < MIN_SIDE_PX or max(width, height) > MAX_SIDE_PX:
+        raise ImageRefError(f"image is {width}x{height} px, outside {MIN_SIDE_PX}..{MAX_SIDE_PX}")
+    return ImageInfo(fmt, width, height, len(data))
+
+
+def read_local(path: Path, max_bytes: int) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise ImageRefError(f"file not found: {path.name}") from exc
+    except OSError as exc:
+        raise ImageRefError(f"file not readable: {path.name} ({exc.strerror})") from exc
+    if size > max_bytes:
+        raise ImageRefError(f"image is {size} bytes, over the {max_bytes}-byte limit")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageRefError(f"file not readable: {path.name} ({exc.strerror})") from exc
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- image gateway: short-lived signed URLs for local files --------------------------
+
+
+def sign_path(path: Path, secret: bytes, ttl_s: int, now: float | None = None) -> str:
+    """A token naming ``path`` until ``now + ttl_s``, verifiable without any state."""
+    expires = int((now if now is not None else time.time()) + ttl_s)
+    raw_path = str(path.resolve()).encode()
+    mac = hmac.new(secret, raw_path + b"\x00" + str(expires).encode(), hashlib.sha256).digest()
+    blob = base64.urlsafe_b64encode(raw_path).decode().rstrip("=")
+    sig = base64.urlsafe_b64encode(mac[:18]).decode()
+    return f"{expires}.{sig}.{blob}"
+
+
+def verify_token(token: str, secret: bytes, now: float | None = None) -> Path:
+    try:
+        expires_s, sig, blob = token.split(".", 2)
+        raw_path = base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4))
+        expires = int(expires_s)
+    except ValueError as exc:
+        raise ImageRefError("malformed token") from exc
+    mac = hmac.new(secret, raw_path + b"\x00" + str(expires).encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(base64.urlsafe_b64encode(mac[:18]).decode(), sig):
+        raise ImageRefError("bad signature")
+    if (now if now is not None else time.time()) > expires:
+        raise ImageRefError("expired")
+    return Path(raw_path.decode())
+
+
+def gateway_url(base_url: str, path: Path, secret: bytes, ttl_s: int) -> str:
+    return f"{base_url.rstrip('/')}/i/{quote(sign_path(path, secret, ttl_s), safe='.')}"

@@ -1,0 +1,65 @@
+"""The provider seam: one Protocol, one module per vendor, chosen by configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from idbatch.domain import NormalizedResult
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """An image as the provider may receive it.
+
+    ``url`` is a URL the provider can fetch (presigned S3, the image gateway, or a
+    vetted public URL); ``load`` returns the bytes for inline base64. Adapters choose
+    what their protocol accepts, and report the choice as ``handoff``.
+    """
+
+    ref: str
+    url: str | None
+    load: Callable[[], bytes] | None = None
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    job_id: int
+    front: ImageSource
+    back: ImageSource | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CallRecord:
+    """What one HTTP call produced, for the attempt row."""
+
+    side: str
+    http_status: int | None
+    provider_code: str | None
+    request_id: str | None
+    latency_ms: float
+    billable: bool
+    handoff: str
+
+
+@dataclass
+class ProviderAnswer:
+    result: NormalizedResult
+    calls: list[CallRecord]
+
+
+class Provider(Protocol):
+    """A verification/recognition provider.
+
+    ``verify`` either returns an answer (positive or negative, always a business
+    answer) or raises a ``ProviderError`` subclass. Implementations must be safe to
+    call from many threads at once and must not sleep to retry: retrying is the
+    worker's business, so a waiting job never holds a worker slot.
+    """
+
+    name: str
+    account: str
+
+    def verify(self, request: VerifyRequest) -> ProviderAnswer: ...

@@ -1,0 +1,72 @@
+"""One exception tree for every provider; the retry policy reads only these classes.
+
+    ProviderError
+    ├── Retryable               transient: try again later (backoff with jitter)
+    │   ├── RateLimited         over quota: slow the whole account down, honour Retry-After
+    │   └── Unavailable         5xx, gateway timeouts, connection errors, read timeouts
+    ├── ItemRejected            this input can never succeed: terminal for the job only
+    └── AccountBlocked          auth failure, arrears, quota exhausted: stop the account,
+                                keep the jobs, tell the operator
+
+Each adapter maps its vendor's codes into these in a single table at the top of its
+module, like httpx's ``_exceptions.py``; nothing else interprets vendor codes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from idbatch.providers.base import CallRecord
+
+
+class ProviderError(Exception):
+    """Base class. Carries what the attempt row must record."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        provider_code: str | None = None,
+        request_id: str | None = None,
+        retry_after_s: float | None = None,
+        billable: bool = False,
+        side: str = "front",
+        calls: list[CallRecord] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.provider_code = provider_code
+        self.request_id = request_id
+        self.retry_after_s = retry_after_s
+        self.billable = billable
+        self.side = side
+        # Calls that completed before this error (a billed FRONT before a failed BACK):
+        # recorded as attempts so that billing reconciles even when the job did not.
+        self.calls = calls or []
+
+
+class Retryable(ProviderError):
+    """Worth another attempt after a backoff."""
+
+
+class RateLimited(Retryable):
+    """The account is over its rate; the limiter should back off for every worker."""
+
+
+class Unavailable(Retryable):
+    """Server-side failure or transport error; the request may not have been processed."""
+
+
+class ItemRejected(ProviderError):
+    """The provider refused this item (bad image, bad parameter); retrying cannot help."""
+
+
+class AccountBlocked(ProviderError):
+    """Nothing for this account will succeed until an operator acts."""
+
+
+# The visible list of what is never retried (dramatiq's ``throws``).
+NEVER_RETRIED: tuple[type[ProviderError], ...] = (ItemRejected, AccountBlocked)

@@ -1,0 +1,93 @@
+"""Terminal rendering (rich) of progress and reports; kept apart from the queries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from idbatch.report import Report
+
+
+def render_report(report: Report, console: Console) -> None:
+    console.rule(f"[bold]Batch {report.batch_id}[/bold] — {report.provider}, {report.kind}, {report.state}")
+    console.print(f"source: {report.source}")
+    table = Table(title="Jobs by status", show_footer=True)
+    table.add_column("status", footer="total")
+    table.add_column("jobs", justify="right", footer=str(sum(report.counts.values())))
+    for status, n in sorted(report.counts.items()):
+        table.add_row(status, str(n))
+    console.print(table)
+    verdict = "[green]all rows accounted for[/green]" if report.accounted else "[red]ROWS MISSING[/red]"
+    console.print(
+        f"input rows: {report.total_rows}   jobs: {report.jobs}   terminal: {report.terminal}   → {verdict}"
+    )
+    console.print(
+        f"provider calls: {report.attempts}   billable: {report.billable_calls}"
+        f"   jobs retried: {report.retried_jobs}"
+    )
+    for title, data in (
+        ("Warnings", report.warnings),
+        ("Local ID-number checks failed", report.local_check_failures),
+        ("Claims vs recognized", report.claim_mismatches),
+        ("Provider codes", report.provider_codes),
+    ):
+        if data:
+            t = Table(title=title)
+            t.add_column("code")
+            t.add_column("count", justify="right")
+            for code, n in data.items():
+                t.add_row(code, str(n))
+            console.print(t)
+    for title, rows in (("Rejected rows", report.rejected), ("Processing failed", report.failed)):
+        if rows:
+            t = Table(title=title)
+            for col in ("row", "ref", "reason"):
+                t.add_column(col)
+            for r in rows:
+                t.add_row(str(r["row"]), str(r["ref"] or ""), str(r["reason"] or ""))
+            console.print(t)
+    if report.samples:
+        t = Table(title="Sample results (masked)")
+        for col in ("row", "ref", "status", "name", "id_number", "sex", "birth", "similarity"):
+            t.add_column(col)
+        for s in report.samples:
+            t.add_row(
+                *(
+                    str(s[c]) if s[c] is not None else ""
+                    for c in ("row", "ref", "status", "name", "id_number", "sex", "birth", "similarity")
+                )
+            )
+        console.print(t)
+
+
+def follow(
+    poll: Callable[[], tuple[int, int, dict[str, int]]],
+    console: Console,
+    timeout_s: float | None = None,
+    interval_s: float = 0.25,
+) -> bool:
+    """Show a progress bar until every job is terminal; returns False on timeout."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with Progress(
+        TextColumn("[bold]verifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("batch", total=None, detail="")
+        while True:
+            done, total, counts = poll()
+            detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            progress.update(task, completed=done, total=total or None, detail=detail)
+            if total and done >= total:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(interval_s)

@@ -1,0 +1,203 @@
+"""Streaming CSV manifest reader.
+
+Columns (header required, names case-insensitive, order free):
+
+    external_ref   your reference for the card (required, <= 256 chars)
+    front_image    path (relative to the manifest), http(s):// URL or s3:// URL (required)
+    back_image     same, optional
+    name           claimed name, optional
+    id_number      claimed ID number, optional; checked locally before anything is sent
+
+Encoding: UTF-8, UTF-8 with BOM, or GBK/GB18030, decided *per physical line*: exports
+concatenated from several systems mix encodings, and deciding once for the whole file
+would garble every row of the minority encoding. A line that is not valid UTF-8 is
+decoded as GB18030 (a superset of GBK); 0x0A never occurs inside a GBK character, so
+splitting the bytes on newlines first is safe. ``encoding=`` forces one codec instead.
+
+The reader never holds the file: rows are yielded one at a time. A bad row is yielded
+as a ``RowError`` with its row number, the column and what is wrong, and reading goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from idbatch import images
+from idbatch.idnumber import IdNumberError, check
+
+REQUIRED = ("external_ref", "front_image")
+OPTIONAL = ("back_image", "name", "id_number")
+ALIASES = {
+    "ref": "external_ref",
+    "id": "external_ref",
+    "front": "front_image",
+    "back": "back_image",
+    "id_no": "id_number",
+    "idnum": "id_number",
+    "id_card": "id_number",
+    "姓名": "name",
+    "身份证号": "id_number",
+}
+MAX_FIELD = 4096
+MAX_NAME = 64
+
+csv.field_size_limit(MAX_FIELD * 4)
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole is unusable (no header, no required columns)."""
+
+
+@dataclass
+class ManifestRow:
+    row_number: int  # 1-based data row (the header is row 0)
+    line: int  # physical line where the row ends
+    external_ref: str
+    front_image: str
+    back_image: str | None
+    name: str | None
+    id_number: str | None
+    encoding: str = "utf-8"
+
+
+@dataclass
+class RowError:
+    row_number: int
+    line: int
+    reason: str
+    external_ref: str | None = None
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+def _decode_lines(stream: Iterable[bytes], encoding: str | None, seen: list[str]) -> Iterator[str]:
+    first = True
+    for raw in stream:
+        if first:
+            first = False
+            if raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+        if encoding is not None:
+            yield raw.decode(encoding, errors="replace")
+            continue
+        try:
+            yield raw.decode("utf-8")
+            seen.append("utf-8")
+        except UnicodeDecodeError:
+            seen.append("gb18030")
+            yield raw.decode("gb18030", errors="replace")
+
+
+def read_manifest(
+    stream: BinaryIO | Iterable[bytes],
+    *,
+    encoding: str | None = None,
+    allowed_private_hosts: list[str] | None = None,
+) -> Iterator[ManifestRow | RowError]:
+    """Yield one ManifestRow or RowError per data row, in order."""
+    seen: list[str] = []
+    lines = _decode_lines(stream, encoding, seen)
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration as exc:
+        raise ManifestError("manifest is empty (no header row)") from exc
+    except csv.Error as exc:
+        raise ManifestError(f"header row is not valid CSV: {exc}") from exc
+    columns = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise ManifestError(f"header lacks required column(s) {', '.join(missing)}; got {header!r}")
+    index = {name: columns.index(name) for name in (*REQUIRED, *OPTIONAL) if name in columns}
+    row_number = 0
+    while True:
+        seen.clear()
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row_number += 1
+            yield RowError(
+                row_number,
+                reader.line_num,
+                f"row {row_number} (line {reader.line_num}): malformed CSV: {exc}",
+            )
+            continue
+        row_number += 1
+        if not values or all(not v.strip() for v in values):
+            yield RowError(
+                row_number, reader.line_num, f"row {row_number} (line {reader.line_num}): empty row"
+            )
+            continue
+        yield _validate(
+            values,
+            columns,
+            index,
+            row_number,
+            reader.line_num,
+            "gb18030" if "gb18030" in seen else (encoding or "utf-8"),
+            allowed_private_hosts or [],
+        )
+
+
+def _validate(
+    values: list[str],
+    columns: list[str],
+    index: dict[str, int],
+    row_number: int,
+    line: int,
+    enc: str,
+    allowed: list[str],
+) -> ManifestRow | RowError:
+    where = f"row {row_number} (line {line})"
+    if len(values) != len(columns):
+        ref = values[index["external_ref"]].strip() if len(values) > index["external_ref"] else None
+        return RowError(
+            row_number,
+            line,
+            f"{where}: expected {len(columns)} columns, got {len(values)}",
+            external_ref=ref or None,
+        )
+    get = {name: values[i].strip() for name, i in index.items()}
+    ref = get["external_ref"]
+
+    def bad(column: str, what: str) -> RowError:
+        return RowError(row_number, line, f"{where}, column {column}: {what}", external_ref=ref or None)
+
+    for column, value in get.items():
+        if len(value) > MAX_FIELD:
+            return bad(column, f"value is {len(value)} characters, over {MAX_FIELD}")
+        if "\x00" in value:
+            return bad(column, "contains a NUL character")
+        if "\ufffd" in value:
+            return bad(column, "bytes are neither UTF-8 nor GB18030")
+    if not ref:
+        return bad("external_ref", "required, empty")
+    if len(ref) > 256:
+        return bad("external_ref", "longer than 256 characters")
+    for column in ("front_image", "back_image"):
+        value = get.get(column, "")
+        if not value:
+            if column == "front_image":
+                return bad(column, "required, empty")
+            continue
+        try:
+            if images.classify_ref(value) == "http":
+                images.check_url(value, allowed, resolve=False)
+        except images.ImageRefError as exc:
+            return bad(column, str(exc))
+    name = get.get("name") or None
+    if name is not None and len(name) > MAX_NAME:
+        return bad("name", f"longer than {MAX_NAME} characters")
+    id_number = get.get("id_number") or None
+    if id_number is not None:
+        try:
+            id_number = check(id_number)
+        except IdNumberError as exc:
+            return bad("id_number", f"{exc} ({exc.code.value})")
+    return ManifestRow(
+        row_number, line, ref, get["front_image"], get.get("back_image") or None, name, id_number, enc
+    )

@@ -1,0 +1,87 @@
+"""The simulator's ASGI app: every provider protocol plus an admin API under ``/_sim``.
+
+Admin endpoints (loopback use only):
+    GET  /_sim/health          liveness
+    GET  /_sim/stats           per-account calls, billable calls, over-quota refusals
+    POST /_sim/faults          JSON of fault knobs (see simulator.state.Faults)
+    POST /_sim/quotas          {"acedata": 100, ...} per protocol or "protocol:account"
+    POST /_sim/registry        JSON lines of RegistryEntry to enrol
+    POST /_sim/reset           zero the counters
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from idbatch.cards import RegistryEntry
+from simulator import acedata
+from simulator.state import SimState
+
+DEFAULT_ACEDATA_TOKENS = frozenset({"sim-acedata-token"})
+
+
+def create_app(
+    state: SimState,
+    *,
+    acedata_tokens: set[str] | frozenset[str] = DEFAULT_ACEDATA_TOKENS,
+) -> Starlette:
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+    ace = acedata.AceDataSim(state, set(acedata_tokens), http)
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def stats(_: Request) -> Response:
+        return JSONResponse(state.stats_json())
+
+    async def faults(request: Request) -> Response:
+        try:
+            state.faults.update(await request.json())
+        except (KeyError, ValueError, TypeError) as exc:
+            return JSONResponse({"error": f"bad fault setting: {exc}"}, status_code=400)
+        return JSONResponse(state.faults.as_dict())
+
+    async def quotas(request: Request) -> Response:
+        values: dict[str, Any] = await request.json()
+        state.quotas.update({k: float(v) for k, v in values.items()})
+        return JSONResponse(state.quotas)
+
+    async def registry(request: Request) -> Response:
+        added = 0
+        for line in (await request.body()).decode().splitlines():
+            if line.strip():
+                entry = RegistryEntry(**json.loads(line))
+                state.registry[entry.id_number] = entry
+                added += 1
+        return JSONResponse({"enrolled": added, "size": len(state.registry)})
+
+    async def reset(_: Request) -> Response:
+        state.reset_stats()
+        return JSONResponse({"ok": True})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await http.aclose()
+
+    return Starlette(
+        routes=[
+            Route(acedata.PATH, ace.handle, methods=["POST"]),
+            Route("/_sim/health", health),
+            Route("/_sim/stats", stats),
+            Route("/_sim/faults", faults, methods=["POST"]),
+            Route("/_sim/quotas", quotas, methods=["POST"]),
+            Route("/_sim/registry", registry, methods=["POST"]),
+            Route("/_sim/reset", reset, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )

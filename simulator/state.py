@@ -1,0 +1,167 @@
+"""Simulator state shared by every protocol: accounts, rate limits, faults, billing.
+
+Rate limits are a sliding one-second window per account: a call is over quota if the
+account already had ``quota`` accepted calls in the preceding second. That is stricter
+than a fixed per-second bucket, so a client that passes here passes there too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from idbatch.cards import RegistryEntry
+
+
+@dataclass
+class Faults:
+    """Injected misbehaviour; rates are probabilities per call."""
+
+    rate_429: float = 0.0
+    rate_450: float = 0.0
+    rate_5xx: float = 0.0
+    rate_timeout: float = 0.0
+    rate_reset: float = 0.0
+    rate_slow: float = 0.0
+    slow_s: float = 5.0
+    latency_ms: float = 0.0  # median
+    latency_sigma: float = 0.0  # log-normal spread; 0 = constant
+    outage_until: float = 0.0  # monotonic time; every call fails with 5xx before it
+    arrears: set[str] = field(default_factory=set)  # accounts that are "in arrears"
+
+    def update(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key == "arrears":
+                self.arrears = set(value)
+            elif key == "outage_s":
+                self.outage_until = time.monotonic() + float(value)
+            elif hasattr(self, key):
+                setattr(self, key, type(getattr(self, key))(value))
+            else:
+                raise KeyError(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rate_429": self.rate_429,
+            "rate_450": self.rate_450,
+            "rate_5xx": self.rate_5xx,
+            "rate_timeout": self.rate_timeout,
+            "rate_reset": self.rate_reset,
+            "rate_slow": self.rate_slow,
+            "slow_s": self.slow_s,
+            "latency_ms": self.latency_ms,
+            "latency_sigma": self.latency_sigma,
+            "outage_remaining_s": max(0.0, self.outage_until - time.monotonic()),
+            "arrears": sorted(self.arrears),
+        }
+
+
+@dataclass
+class AccountStats:
+    calls: int = 0
+    billable: int = 0
+    over_quota: int = 0
+    injected: int = 0
+    by_code: Counter[str] = field(default_factory=Counter)
+    billable_keys: Counter[str] = field(default_factory=Counter)
+
+
+class SlidingWindow:
+    def __init__(self, quota: float, window_s: float = 1.0) -> None:
+        self.quota = quota
+        self.window_s = window_s
+        self._stamps: deque[float] = deque()
+
+    def admit(self, now: float) -> bool:
+        while self._stamps and now - self._stamps[0] >= self.window_s:
+            self._stamps.popleft()
+        if len(self._stamps) >= self.quota:
+            return False
+        self._stamps.append(now)
+        return True
+
+
+class SimState:
+    def __init__(
+        self,
+        *,
+        registry: dict[str, RegistryEntry] | None = None,
+        quotas: dict[str, float] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.registry: dict[str, RegistryEntry] = registry or {}
+        self.faults = Faults()
+        self.quotas: dict[str, float] = {"acedata": 50.0, **(quotas or {})}
+        self.stats: dict[str, AccountStats] = {}
+        self._windows: dict[str, SlidingWindow] = {}
+        self.rng = random.Random(seed)
+        self.lock = asyncio.Lock()
+
+    def account(self, key: str) -> AccountStats:
+        return self.stats.setdefault(key, AccountStats())
+
+    def admit(self, protocol: str, account: str) -> bool:
+        """Count the call and apply the account's rate limit; False = over quota."""
+        stats = self.account(account)
+        stats.calls += 1
+        quota = self.quotas.get(f"{protocol}:{account}", self.quotas.get(protocol, 1e9))
+        window = self._windows.get(account)
+        if window is None or window.quota != quota:
+            window = self._windows[account] = SlidingWindow(quota)
+        if not window.admit(time.monotonic()):
+            stats.over_quota += 1
+            return False
+        return True
+
+    def bill(self, account: str, code: str, item_key: str | None) -> None:
+        stats = self.account(account)
+        stats.billable += 1
+        stats.by_code[code] += 1
+        if item_key:
+            stats.billable_keys[item_key] += 1
+
+    def record(self, account: str, code: str) -> None:
+        self.account(account).by_code[code] += 1
+
+    async def latency(self) -> None:
+        f = self.faults
+        delay = 0.0
+        if f.latency_ms > 0:
+            delay = f.latency_ms / 1000.0
+            if f.latency_sigma > 0:
+                delay = self.rng.lognormvariate(0.0, f.latency_sigma) * delay
+        if f.rate_slow and self.rng.random() < f.rate_slow:
+            delay += f.slow_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def roll(self, rate: float) -> bool:
+        return rate > 0 and self.rng.random() < rate
+
+    def in_outage(self) -> bool:
+        return time.monotonic() < self.faults.outage_until
+
+    def stats_json(self) -> dict[str, Any]:
+        return {
+            "accounts": {
+                key: {
+                    "calls": s.calls,
+                    "billable": s.billable,
+                    "over_quota": s.over_quota,
+                    "injected": s.injected,
+                    "by_code": dict(s.by_code),
+                    "duplicate_billable": sum(n - 1 for n in s.billable_keys.values() if n > 1),
+                }
+                for key, s in self.stats.items()
+            },
+            "faults": self.faults.as_dict(),
+            "quotas": self.quotas,
+        }
+
+    def reset_stats(self) -> None:
+        self.stats.clear()
+        self._windows.clear()

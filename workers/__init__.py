@@ -1,0 +1,1 @@
+"""Celery workers: the verify task, retry policy and the embedded in-process worker."""

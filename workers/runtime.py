@@ -1,0 +1,56 @@
+"""Per-process resources for workers: one httpx client, provider adapters, settings.
+
+Built lazily on first use so that a forked or freshly started worker process makes its
+own connections; shared by all threads of the pool (httpx.Client is thread-safe).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import httpx
+
+from idbatch.providers import build_provider
+from idbatch.providers.base import Provider
+from idbatch.settings import Settings, get_settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    client: httpx.Client
+    worker_id: str
+    _providers: dict[str, Provider] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def provider(self, name: str) -> Provider:
+        with self._lock:
+            if name not in self._providers:
+                self._providers[name] = build_provider(name, self.settings, self.client)
+            return self._providers[name]
+
+
+def make_client(settings: Settings) -> httpx.Client:
+    n = settings.worker_concurrency
+    return httpx.Client(
+        timeout=httpx.Timeout(settings.http_timeout_s, connect=min(5.0, settings.http_timeout_s)),
+        limits=httpx.Limits(max_connections=n * 2, max_keepalive_connections=n),
+    )
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    settings = get_settings()
+    return Runtime(
+        settings=settings, client=make_client(settings), worker_id=f"{socket.gethostname()}:{os.getpid()}"
+    )
+
+
+def reset() -> None:
+    if runtime.cache_info().currsize:
+        runtime().client.close()
+    runtime.cache_clear()

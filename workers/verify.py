@@ -1,0 +1,394 @@
+"""Processing one job: claim, call the provider, record everything in one transaction.
+
+The provider call happens *outside* any database transaction (a slow provider must not
+hold a connection or a SQLite write lock); the claim before it and the record after it
+are each one short transaction. The lease taken by the claim is what makes a redelivered
+message harmless: a second worker finds the job not claimable and acknowledges.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import Attempt, Batch, Job, JobWarning, Result, utcnow
+from db.session import session_scope
+from idbatch import images
+from idbatch.domain import (
+    AttemptOutcome,
+    BatchState,
+    JobStatus,
+    NormalizedResult,
+    Verdict,
+    Warn,
+    WarningCode,
+    WarningSource,
+)
+from idbatch.idnumber import local_warnings, normalize
+from idbatch.logging import get_logger
+from idbatch.pii import scrub, strip_images, vault
+from idbatch.providers import errors
+from idbatch.providers.base import CallRecord, ImageSource, ProviderAnswer, VerifyRequest
+from workers.retry import RetryPolicy
+from workers.runtime import Runtime
+
+log = get_logger(__name__)
+
+CLAIMABLE = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRY_WAIT)
+ACCOUNT_BLOCKED_PAUSE_S = 300.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: int
+    batch_id: int
+    attempt: int
+    front_image: str | None
+    back_image: str | None
+    provider: str
+    config: dict[str, object]
+    source: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened; ``retry_in_s`` asks the caller to schedule another attempt."""
+
+    status: JobStatus | None
+    retry_in_s: float | None = None
+
+
+def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | None:
+    now = utcnow()
+    claimable = or_(
+        and_(Job.status.in_(CLAIMABLE), or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now)),
+        and_(Job.status == JobStatus.RUNNING, Job.lease_until < now),  # its worker died
+    )
+    batch_active = exists().where(Batch.id == Job.batch_id, Batch.state == BatchState.ACTIVE)
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable, batch_active)
+        .values(
+            status=JobStatus.RUNNING,
+            lease_owner=owner,
+            lease_until=now + dt.timedelta(seconds=lease_s),
+            attempt_count=Job.attempt_count + 1,
+            updated_at=now,
+        )
+        .returning(Job.batch_id, Job.attempt_count, Job.front_image, Job.back_image)
+    ).one_or_none()
+    if row is None:
+        return None
+    batch = session.execute(
+        select(Batch.provider, Batch.provider_config, Batch.source).where(Batch.id == row.batch_id)
+    ).one()
+    return Claim(
+        job_id,
+        row.batch_id,
+        row.attempt_count,
+        row.front_image,
+        row.back_image,
+        batch.provider,
+        dict(batch.provider_config or {}),
+        batch.source,
+    )
+
+
+def image_source(rt: Runtime, ref: str, manifest_source: str) -> ImageSource:
+    """Turn a stored reference into something a provider can receive, or raise ImageRefError."""
+    settings = rt.settings
+    kind = images.classify_ref(ref)
+    if kind == "http":
+        images.check_url(ref, settings.allowed_private_hosts, resolve=True)
+        return ImageSource(ref=ref, url=ref, load=None)
+    if kind == "s3":
+        raise images.ImageRefError("s3:// references need the S3 producer (pip install idbatch[s3])")
+    base = Path(manifest_source).parent if manifest_source and "://" not in manifest_source else None
+    path = images.resolve_local(ref, base)
+    data = images.read_local(path, settings.image_max_bytes)
+    images.inspect(data, settings.image_max_bytes)
+    url = images.gateway_url(
+        settings.gateway_url,
+        path,
+        settings.gateway_secret.get_secret_value().encode(),
+        settings.gateway_url_ttl_s,
+    )
+    return ImageSource(ref=ref, url=url, load=lambda: data)
+
+
+def process_job(
+    job_id: int, rt: Runtime, *, policy: RetryPolicy | None = None, now: Callable[[], dt.datetime] = utcnow
+) -> Outcome:
+    settings = rt.settings
+    policy = policy or RetryPolicy(settings.max_attempts, settings.backoff_base_s, settings.backoff_cap_s)
+    with session_scope() as session:
+        claimed = claim(session, job_id, rt.worker_id, settings.lease_s)
+    if claimed is None:
+        return Outcome(None)  # terminal, paused, someone else's, or not yet due
+
+    column = "front_image"
+    try:
+        if not claimed.front_image:
+            raise images.ImageRefError("missing")
+        front = image_source(rt, claimed.front_image, claimed.source)
+        column = "back_image"
+        back = image_source(rt, claimed.back_image, claimed.source) if claimed.back_image else None
+    except images.ImageRefError as exc:
+        return _finish_rejected(claimed, f"{column}: {exc}", rt)
+
+    provider = rt.provider(claimed.provider)
+    request = VerifyRequest(job_id=job_id, front=front, back=back, config=claimed.config)
+    started = now()
+    t0 = time.perf_counter()
+    try:
+        answer = provider.verify(request)
+    except errors.ProviderError as exc:
+        latency_ms = (time.perf_counter() - t0) * 1000
+        return _finish_error(claimed, exc, started, latency_ms, provider.account, policy, rt)
+    return _finish_answer(claimed, answer, started, provider.account, rt)
+
+
+def _attempt_rows(
+    claimed: Claim, calls: list[CallRecord], started: dt.datetime, account: str, outcome: AttemptOutcome
+) -> list[Attempt]:
+    return [
+        Attempt(
+            job_id=claimed.job_id,
+            number=claimed.attempt,
+            side=c.side,
+            provider=claimed.provider,
+            account=account,
+            started_at=started,
+            latency_ms=c.latency_ms,
+            http_status=c.http_status,
+            provider_code=c.provider_code,
+            provider_request_id=c.request_id,
+            outcome=outcome,
+            billable=c.billable,
+            handoff=c.handoff,
+        )
+        for c in calls
+    ]
+
+
+def _release(session: Session, claimed: Claim, owner: str, **values: object) -> bool:
+    """Update our job only while we still hold its lease."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == claimed.job_id, Job.status == JobStatus.RUNNING, Job.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None, updated_at=utcnow(), **values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _finish_answer(
+    claimed: Claim, answer: ProviderAnswer, started: dt.datetime, account: str, rt: Runtime
+) -> Outcome:
+    result = answer.result
+    warns = list(result.warnings)
+    warns += local_warnings(result.id_number, result.sex, result.birth)
+    if result.valid_to is not None and result.valid_to < dt.datetime.now(dt.UTC).date():
+        warns.append(Warn(WarningCode.EXPIRED, WarningSource.LOCAL, detail=f"valid to {result.valid_to}"))
+    v = vault()
+    with session_scope() as session:
+        job = session.get_one(Job, claimed.job_id)
+        warns += claim_warnings(v.decrypt(job.claimed_name_enc), v.decrypt(job.claimed_id_enc), result)
+        verdict = Verdict.PASSED if result.verdict == Verdict.PASSED and not warns else Verdict.NEGATIVE
+        session.add_all(_attempt_rows(claimed, answer.calls, started, account, AttemptOutcome.ANSWERED))
+        try:
+            with session.begin_nested():
+                session.add(_result_row(claimed, result, verdict))
+                session.flush()
+        except IntegrityError:
+            # Another worker already stored this job's answer (our lease had expired).
+            log.warning("result already recorded", job_id=claimed.job_id)
+            return Outcome(None)
+        session.add_all(
+            JobWarning(
+                job_id=claimed.job_id,
+                code=w.code.value,
+                source=w.source.value,
+                provider_code=w.provider_code,
+                detail=scrub(w.detail) if w.detail else None,
+            )
+            for w in warns
+        )
+        status = JobStatus.PASSED if verdict == Verdict.PASSED else JobStatus.NEGATIVE
+        _release(
+            session,
+            claimed,
+            rt.worker_id,
+            status=status,
+            finished_at=utcnow(),
+            error_class=None,
+            last_error=None,
+            next_attempt_at=None,
+        )
+    return Outcome(status)
+
+
+def _result_row(claimed: Claim, result: NormalizedResult, verdict: Verdict) -> Result:
+    v = vault()
+    return Result(
+        job_id=claimed.job_id,
+        provider=claimed.provider,
+        verdict=verdict,
+        name_enc=v.encrypt(result.name),
+        sex=result.sex,
+        nation=result.nation,
+        birth=result.birth,
+        address_enc=v.encrypt(result.address),
+        id_number_enc=v.encrypt(result.id_number),
+        id_number_hash=v.lookup_hash(normalize(result.id_number) if result.id_number else None),
+        authority=result.authority,
+        valid_from=result.valid_from,
+        valid_to=result.valid_to,
+        valid_long_term=result.valid_long_term,
+        similarity=result.similarity,
+        quality=result.quality,
+        description=result.description,
+        raw_enc=v.encrypt_json(strip_images(result.raw)),
+    )
+
+
+def _same_name(a: str, b: str) -> bool:
+    def norm(s: str) -> str:
+        return "".join(unicodedata.normalize("NFKC", s).split())
+
+    return norm(a) == norm(b)
+
+
+def claim_warnings(claimed_name: str | None, claimed_id: str | None, result: NormalizedResult) -> list[Warn]:
+    """Compare what the manifest claimed with what the provider read off the card."""
+    warns: list[Warn] = []
+    if claimed_name and result.name and not _same_name(claimed_name, result.name):
+        warns.append(
+            Warn(
+                WarningCode.CLAIMED_NAME_MISMATCH,
+                WarningSource.CLAIM,
+                detail="claimed name differs from the recognized name",
+            )
+        )
+    if claimed_id and result.id_number and normalize(claimed_id) != normalize(result.id_number):
+        warns.append(
+            Warn(
+                WarningCode.CLAIMED_ID_MISMATCH,
+                WarningSource.CLAIM,
+                detail="claimed ID number differs from the recognized number",
+            )
+        )
+    return warns
+
+
+def _finish_rejected(claimed: Claim, reason: str, rt: Runtime) -> Outcome:
+    with session_scope() as session:
+        _release(
+            session,
+            claimed,
+            rt.worker_id,
+            status=JobStatus.REJECTED,
+            finished_at=utcnow(),
+            error_class="input",
+            last_error=scrub(reason),
+            attempt_count=claimed.attempt - 1,
+        )
+    return Outcome(JobStatus.REJECTED)
+
+
+def _outcome_of(exc: errors.ProviderError) -> AttemptOutcome:
+    if isinstance(exc, errors.RateLimited):
+        return AttemptOutcome.RATE_LIMITED
+    if isinstance(exc, errors.AccountBlocked):
+        return AttemptOutcome.BLOCKED
+    if isinstance(exc, errors.ItemRejected):
+        return AttemptOutcome.REJECTED
+    if exc.http_status is None:
+        return AttemptOutcome.TRANSPORT_ERROR
+    return AttemptOutcome.RETRYABLE
+
+
+def _finish_error(
+    claimed: Claim,
+    exc: errors.ProviderError,
+    started: dt.datetime,
+    latency_ms: float,
+    account: str,
+    policy: RetryPolicy,
+    rt: Runtime,
+) -> Outcome:
+    message = scrub(exc.message)
+    failed_call = CallRecord(
+        side=exc.side,
+        http_status=exc.http_status,
+        provider_code=exc.provider_code,
+        request_id=exc.request_id,
+        latency_ms=latency_ms,
+        billable=exc.billable,
+        handoff="url",
+    )
+    attempts = _attempt_rows(claimed, exc.calls, started, account, AttemptOutcome.ANSWERED)
+    attempts += _attempt_rows(claimed, [failed_call], started, account, _outcome_of(exc))
+    attempts[-1].error = message
+    retry_in: float | None = None
+    with session_scope() as session:
+        session.add_all(attempts)
+        if isinstance(exc, errors.AccountBlocked):
+            # Not the job's fault: keep it, do not count the attempt, try again later.
+            retry_in = ACCOUNT_BLOCKED_PAUSE_S
+            status = JobStatus.RETRY_WAIT
+            _release(
+                session,
+                claimed,
+                rt.worker_id,
+                status=status,
+                error_class="account_blocked",
+                last_error=message,
+                attempt_count=claimed.attempt - 1,
+                next_attempt_at=utcnow() + dt.timedelta(seconds=retry_in),
+            )
+            log.error(
+                "provider account blocked", provider=claimed.provider, account=account, code=exc.provider_code
+            )
+        elif policy.should_retry(claimed.attempt, exc):
+            retry_in = policy.delay(claimed.attempt, exc)
+            status = JobStatus.RETRY_WAIT
+            _release(
+                session,
+                claimed,
+                rt.worker_id,
+                status=status,
+                error_class=type(exc).__name__,
+                last_error=message,
+                next_attempt_at=utcnow() + dt.timedelta(seconds=retry_in),
+            )
+        elif isinstance(exc, errors.ItemRejected):
+            status = JobStatus.REJECTED
+            _release(
+                session,
+                claimed,
+                rt.worker_id,
+                status=status,
+                error_class="ItemRejected",
+                last_error=message,
+                finished_at=utcnow(),
+            )
+        else:
+            status = JobStatus.FAILED
+            _release(
+                session,
+                claimed,
+                rt.worker_id,
+                status=status,
+                error_class=type(exc).__name__,
+                last_error=f"{message} (after {claimed.attempt} attempts)",
+                finished_at=utcnow(),
+            )
+    return Outcome(status, retry_in)
