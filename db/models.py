@@ -180,4 +180,26 @@ class JobWarning(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
-__all__ = ["Attempt", "Base", "Batch", "Job", "JobWarning", "Result", "Verdict"]
+class ProviderAccount(Base):
+    """Per provider account circuit state: the durable record of "stop calling this account".
+
+    Kept in the database (not only in Redis) because an operator's decision and the reason
+    an account was blocked must survive a broker restart and show in ``idbatch status``.
+    """
+
+    __tablename__ = "provider_account"
+    __table_args__ = (UniqueConstraint("provider", "account", name="uq_provider_account"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="closed")  # closed / open / half_open
+    reason: Mapped[str | None] = mapped_column(Text)
+    provider_code: Mapped[str | None] = mapped_column(String(128))
+    opened_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+
+__all__ = ["Attempt", "Base", "Batch", "Job", "JobWarning", "ProviderAccount", "Result", "Verdict"]
