@@ -62,8 +62,28 @@ IMAGE_VARIANTS = (
     "watermark",
     "invalid_validity",
 )
+# Variants drawn on the back (national emblem side) rather than the portrait side.
+BACK_VARIANTS = frozenset({"expired", "invalid_validity"})
 # Differences between the card and the authoritative registry.
 REGISTRY_VARIANTS = ("name_mismatch", "unknown_id", "other_portrait")
+DEFAULT_DEFECTS = (
+    "claim_name",
+    "claim_id",
+    "name_mismatch",
+    "unknown_id",
+    "other_portrait",
+    "not_id_card",
+    "missing_file",
+    "not_an_image",
+    "bad_checksum",
+    "empty_front",
+    "internal_url",
+    "photocopy",
+    "screen_reshoot",
+    "temporary_id",
+    "photoshopped",
+    "border_incomplete",
+)
 
 
 @dataclass
@@ -276,12 +296,15 @@ def generate_sample(
     defects: bool = True,
     with_back: bool = True,
     variant_weights: dict[str, float] | None = None,
+    defect_kinds: Iterable[str] | None = None,
 ) -> list[SampleRow]:
     """Write ``count`` manifest rows, their images, ``registry.jsonl`` and ``manifest.csv``.
 
     With ``defects`` a few rows of every kind a real backfill meets are mixed in: bad
     rows, missing and non-image files, internal URLs, claims that do not match the card,
-    identities the registry disagrees with, and drawn-in warnings.
+    identities the registry disagrees with, and drawn-in warnings. ``defect_kinds``
+    replaces the default mix (any of ``DEFAULT_DEFECTS``, ``IMAGE_VARIANTS``,
+    ``REGISTRY_VARIANTS``); a tenth of ``count`` at most are defects either way.
     """
     rng = random.Random(seed)
     faker = Faker("zh_CN")
@@ -293,24 +316,7 @@ def generate_sample(
 
     plan: list[str] = []
     if defects:
-        plan = [
-            "claim_name",
-            "claim_id",
-            "name_mismatch",
-            "unknown_id",
-            "other_portrait",
-            "not_id_card",
-            "missing_file",
-            "not_an_image",
-            "bad_checksum",
-            "empty_front",
-            "internal_url",
-            "photocopy",
-            "screen_reshoot",
-            "temporary_id",
-            "photoshopped",
-            "border_incomplete",
-        ]
+        plan = list(DEFAULT_DEFECTS if defect_kinds is None else defect_kinds)
         plan = plan[: max(0, count // 10)]
     plan += ["ok"] * (count - len(plan))
     rng.shuffle(plan)
@@ -319,6 +325,12 @@ def generate_sample(
         ref = f"CARD-{index:06d}"
         ident = make_identity(rng, faker)
         variants = [kind] if kind in IMAGE_VARIANTS + REGISTRY_VARIANTS else []
+        back_variants = [v for v in variants if v in BACK_VARIANTS]
+        variants = [v for v in variants if v not in BACK_VARIANTS]
+        if kind == "expired":
+            # Issued 2000-2009 for ten years: long past its end date.
+            ident.valid_from = dt.date(rng.randrange(2000, 2010), rng.randrange(1, 13), rng.randrange(1, 29))
+            ident.valid_to = ident.valid_from.replace(year=ident.valid_from.year + 10)
         front_name, back_name = f"images/{ref}-front.jpg", f"images/{ref}-back.jpg"
         front_truth = Truth("front", ident, variants)
         if kind == "not_id_card":
@@ -328,7 +340,7 @@ def generate_sample(
         elif kind != "missing_file":
             (out_dir / front_name).write_bytes(render(front_truth, rng=rng))
         if with_back and kind not in ("missing_file", "not_an_image", "not_id_card"):
-            (out_dir / back_name).write_bytes(render(Truth("back", ident, []), rng=rng))
+            (out_dir / back_name).write_bytes(render(Truth("back", ident, back_variants), rng=rng))
         if kind != "unknown_id":
             registry.append(
                 RegistryEntry(

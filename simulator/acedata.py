@@ -8,7 +8,6 @@ business code in ``result``. Error bodies are ``{"success": false, "error": {...
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from simulator.fetch import DownloadError, download
 from simulator.identity import faceid_answer
 from simulator.state import SimState
+from simulator.wire import drop_connection, hang
 
 PATH = "/identity/idcard/check-1e"
 CONFIG_TO_FACEID = {
@@ -55,6 +55,9 @@ class AceDataSim:
         if not state.admit("acedata", account):
             state.record(account, "too_many_requests")
             return _error(429, "too_many_requests", "you have exceeded the rate limit")
+        if account in state.faults.arrears:
+            state.record(account, "insufficient_balance")
+            return _error(403, "insufficient_balance", "the account balance is insufficient")
         await state.latency()
         if state.in_outage() or state.roll(state.faults.rate_5xx):
             state.account(account).injected += 1
@@ -66,7 +69,11 @@ class AceDataSim:
             return _error(429, "too_many_requests", "you have exceeded the rate limit")
         if state.roll(state.faults.rate_timeout):
             state.account(account).injected += 1
-            await asyncio.sleep(60)
+            await hang(request)
+            return _error(500, "api_error", "timed out")
+        if state.roll(state.faults.rate_reset):
+            state.account(account).injected += 1
+            return await drop_connection(request)
         try:
             body: dict[str, Any] = await request.json()
         except ValueError:

@@ -23,19 +23,26 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from idbatch.cards import RegistryEntry
-from simulator import acedata
+from simulator import acedata, aliyun, tencent
 from simulator.state import SimState
 
 DEFAULT_ACEDATA_TOKENS = frozenset({"sim-acedata-token"})
+DEFAULT_TENCENT_SECRETS = tencent.DEFAULT_SECRETS
+DEFAULT_ALIYUN_APPCODES = aliyun.DEFAULT_APPCODES
 
 
 def create_app(
     state: SimState,
     *,
     acedata_tokens: set[str] | frozenset[str] = DEFAULT_ACEDATA_TOKENS,
+    tencent_secrets: dict[str, str] | None = None,
+    aliyun_appcodes: set[str] | frozenset[str] = DEFAULT_ALIYUN_APPCODES,
 ) -> Starlette:
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     ace = acedata.AceDataSim(state, set(acedata_tokens), http)
+    secrets = DEFAULT_TENCENT_SECRETS if tencent_secrets is None else tencent_secrets
+    tc = tencent.TencentSim(state, dict(secrets), http)
+    ali = aliyun.AliyunSim(state, set(aliyun_appcodes), http)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -76,6 +83,10 @@ def create_app(
     return Starlette(
         routes=[
             Route(acedata.PATH, ace.handle, methods=["POST"]),
+            Route(tencent.FACEID_PREFIX + "/", tc.faceid, methods=["POST"]),
+            Route(tencent.OCR_PREFIX + "/", tc.ocr, methods=["POST"]),
+            Route("/", tc.by_host, methods=["POST"]),
+            Route(aliyun.PATH, ali.handle, methods=["POST"]),
             Route("/_sim/health", health),
             Route("/_sim/stats", stats),
             Route("/_sim/faults", faults, methods=["POST"]),

@@ -1,6 +1,9 @@
-"""What an identity-verification backend answers for an image, as FaceID does.
+"""What a verification or recognition backend "sees" in an image, and what FaceID answers.
 
-Shared by the AceData and Tencent FaceID protocols (AceData relays FaceID's codes).
+``faceid_answer`` is shared by the AceData and Tencent FaceID protocols (AceData relays
+FaceID's codes). ``look_at`` and ``card_fields`` serve the recognition-only protocols
+(Tencent OCR, Aliyun marketplace) too, so every protocol reads the same ground truth and
+the same drawn-in variants: a card answers alike whichever protocol is asked.
 """
 
 from __future__ import annotations
@@ -27,6 +30,42 @@ FACEID_WARN_FLAGS: dict[str, tuple[str, str]] = {
 }
 BLUR_QUALITY = 30.0
 SHARP_QUALITY = 92.0
+FAKE_PORTRAIT = "/9j/4AAQSkZJRgABAQAAAQABAAD" + "A" * 120  # a stand-in, never a real face
+
+
+@dataclass
+class Look:
+    """What a backend can tell about an image before answering in its own protocol."""
+
+    kind: str  # empty / undecodable / not_card / card
+    truth: Truth | None = None
+    format: str | None = None
+    size: tuple[int, int] = (0, 0)
+
+
+def look_at(image: bytes) -> Look:
+    if not image:
+        return Look("empty")
+    try:
+        with Image.open(io.BytesIO(image)) as im:
+            fmt, size = str(im.format), im.size
+            im.verify()
+    except (UnidentifiedImageError, OSError, ValueError):
+        return Look("undecodable")
+    truth = read_truth(image)
+    return Look("card" if truth is not None else "not_card", truth, fmt, size)
+
+
+def quality_of(truth: Truth) -> float:
+    return BLUR_QUALITY if "blur" in truth.variants else SHARP_QUALITY
+
+
+def item_key(truth: Truth | None, side: str = "front") -> str | None:
+    """What identifies one billed item, to spot the same card billed twice."""
+    if truth is None:
+        return None
+    suffix = "" if side == "front" else f":{side}"
+    return f"{truth.identity.id_number}:{truth.identity.portrait_seed}{suffix}"
 
 
 @dataclass

@@ -95,7 +95,8 @@ class SimState:
     ) -> None:
         self.registry: dict[str, RegistryEntry] = registry or {}
         self.faults = Faults()
-        self.quotas: dict[str, float] = {"acedata": 50.0, **(quotas or {})}
+        # Documented rates: FaceID 100/s, OCR 20/s; the Aliyun vendor documents none.
+        self.quotas: dict[str, float] = {"acedata": 50.0, "faceid": 100.0, "ocr": 20.0, **(quotas or {})}
         self.stats: dict[str, AccountStats] = {}
         self._windows: dict[str, SlidingWindow] = {}
         self.rng = random.Random(seed)

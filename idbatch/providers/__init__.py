@@ -5,21 +5,62 @@ from __future__ import annotations
 import httpx
 
 from idbatch.providers.base import Provider
-from idbatch.settings import Settings
+from idbatch.settings import DEV_PLACEHOLDER, PROVIDER_SECRETS, Settings
+
+KNOWN_PROVIDERS = ("acedata", "tencent_faceid", "tencent_ocr", "aliyun_market")
+
+
+def _secret(settings: Settings, name: str, provider: str) -> str:
+    value: str = getattr(settings, name).get_secret_value()
+    if settings.env == "production" and value == DEV_PLACEHOLDER:
+        # The settings check covers IDBATCH_PROVIDER; a batch may name another provider.
+        raise ValueError(f"production refuses development placeholders: set IDBATCH_{name.upper()}")
+    return value
 
 
 def build_provider(name: str, settings: Settings, client: httpx.Client) -> Provider:
     """The configured adapter, sharing the process's one ``httpx.Client``."""
+    if name not in KNOWN_PROVIDERS:
+        raise ValueError(f"unknown provider {name!r}")
+    secrets = {key: _secret(settings, key, name) for key in PROVIDER_SECRETS[name]}
     if name == "acedata":
         from idbatch.providers.acedata import AceDataProvider
 
         return AceDataProvider(
             client,
             base_url=settings.acedata_base_url,
-            token=settings.acedata_token.get_secret_value(),
+            token=secrets["acedata_token"],
             similarity_threshold=settings.similarity_threshold,
         )
-    raise ValueError(f"unknown provider {name!r}")
+    if name == "tencent_faceid":
+        from idbatch.providers.tencent_faceid import TencentFaceIdProvider
 
+        return TencentFaceIdProvider(
+            client,
+            base_url=settings.faceid_base_url,
+            secret_id=secrets["tencent_secret_id"],
+            secret_key=secrets["tencent_secret_key"],
+            region=settings.tencent_region,
+            handoff=settings.tencent_handoff,
+            similarity_threshold=settings.similarity_threshold,
+        )
+    if name == "tencent_ocr":
+        from idbatch.providers.tencent_ocr import TencentOcrProvider
 
-KNOWN_PROVIDERS = ("acedata",)
+        return TencentOcrProvider(
+            client,
+            base_url=settings.ocr_base_url,
+            secret_id=secrets["tencent_secret_id"],
+            secret_key=secrets["tencent_secret_key"],
+            region=settings.tencent_region,
+            handoff=settings.tencent_handoff,
+        )
+    from idbatch.providers.aliyun_market import AliyunMarketProvider
+
+    return AliyunMarketProvider(
+        client,
+        base_url=settings.aliyun_base_url,
+        path=settings.aliyun_path,
+        appcode=secrets["aliyun_appcode"],
+        handoff=settings.aliyun_handoff,
+    )

@@ -21,22 +21,16 @@ A 200 answer carries a FaceID business code in ``result``: see ``tencent_codes``
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
-from idbatch.domain import NormalizedResult, Verdict, Warn, WarningCode, WarningSource
-from idbatch.idnumber import normalize_sex
+from idbatch.domain import NormalizedResult
 from idbatch.providers import errors
 from idbatch.providers.base import CallRecord, ProviderAnswer, VerifyRequest
-from idbatch.providers.parse import parse_date, parse_retry_after
-from idbatch.providers.tencent_codes import (
-    CARD_WARNINGS,
-    FACEID_ERRORS,
-    FACEID_OUTCOMES,
-    split_warning_codes,
-)
+from idbatch.providers.common import send
+from idbatch.providers.parse import parse_retry_after
+from idbatch.providers.tencent_codes import FACEID_ERRORS, FACEID_OUTCOMES, faceid_result
 
 PATH = "/identity/idcard/check-1e"
 
@@ -54,6 +48,15 @@ HTTP_ERRORS: dict[tuple[int, str | None], type[errors.ProviderError]] = {
     (500, None): errors.Unavailable,
 }
 
+# AceData's lower-case answer fields -> FaceID's names (it relays FaceID).
+FIELD_NAMES = {
+    "name": "Name",
+    "sex": "Sex",
+    "nation": "Nation",
+    "birth": "Birth",
+    "address": "Address",
+    "id_num": "IdNum",
+}
 CONFIG_KEYS = ("copy_warn", "border_check_warn", "reshoot_warn", "detect_ps_warn", "temp_id_warn", "quality")
 
 
@@ -92,18 +95,13 @@ class AceDataProvider:
         config = {k: v for k, v in request.config.items() if k in CONFIG_KEYS}
         if config:
             body["config"] = config
-        started = time.perf_counter()
-        try:
-            response = self._client.post(
-                self._url,
-                json=body,
-                headers={"accept": "application/json", "authorization": f"Bearer {self._token}"},
-            )
-        except httpx.TimeoutException as exc:
-            raise errors.Unavailable(f"timeout: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise errors.Unavailable(f"transport error: {type(exc).__name__}") from exc
-        latency_ms = (time.perf_counter() - started) * 1000
+        response, latency_ms = send(
+            self._client,
+            self._url,
+            side="front",
+            json=body,
+            headers={"accept": "application/json", "authorization": f"Bearer {self._token}"},
+        )
         return self._interpret(response, latency_ms)
 
     def _interpret(self, response: httpx.Response, latency_ms: float) -> ProviderAnswer:
@@ -151,43 +149,14 @@ class AceDataProvider:
         return ProviderAnswer(result=self._normalize(result_code, payload), calls=[record])
 
     def _normalize(self, result_code: str, payload: dict[str, Any]) -> NormalizedResult:
-        warns: list[Warn] = []
-        outcome_warning = FACEID_OUTCOMES[result_code]
-        if outcome_warning is not None:
-            warns.append(Warn(outcome_warning, WarningSource.PROVIDER, provider_code=result_code))
-        for code in split_warning_codes(payload.get("warnings")):
-            normalized = CARD_WARNINGS.get(code)
-            if normalized is not None:
-                warns.append(Warn(normalized, WarningSource.PROVIDER, provider_code=code))
-        sim = _float(payload.get("sim"))
-        if result_code == "Success" and sim is not None and sim < self._threshold:
-            warns.append(
-                Warn(
-                    WarningCode.LOW_SIMILARITY,
-                    WarningSource.PROVIDER,
-                    provider_code="sim",
-                    detail=f"similarity {sim:.2f} < {self._threshold:.0f}",
-                )
-            )
-        verdict = Verdict.PASSED if result_code == "Success" and not warns else Verdict.NEGATIVE
-        return NormalizedResult(
-            verdict=verdict,
-            name=payload.get("name") or None,
-            sex=normalize_sex(payload.get("sex")),
-            nation=payload.get("nation") or None,
-            birth=parse_date(payload.get("birth")),
-            address=payload.get("address") or None,
-            id_number=(payload.get("id_num") or None),
-            similarity=sim,
-            quality=_float(payload.get("quality")),
-            description=payload.get("description") or None,
-            warnings=warns,
+        fields = {name: payload.get(key) for key, name in FIELD_NAMES.items()}
+        return faceid_result(
+            result_code,
+            fields=fields,
+            sim=payload.get("sim"),
+            warnings=payload.get("warnings"),
+            quality=payload.get("quality"),
+            description=payload.get("description"),
+            threshold=self._threshold,
             raw=payload,
         )
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value is None or value == "" else float(value)
-    except (TypeError, ValueError):
-        return None

@@ -1,0 +1,318 @@
+"""Tencent Cloud API 3.0: FaceID ``CheckIdCardInformation`` and OCR ``IDCardOCR``.
+
+Real Tencent tells the products apart by host (``faceid.tencentcloudapi.com``,
+``ocr.tencentcloudapi.com``); the simulator has one host, so each product gets a **path
+prefix**: ``POST /tencent/faceid/`` and ``POST /tencent/ocr/``. Point
+``IDBATCH_FACEID_BASE_URL`` / ``IDBATCH_OCR_BASE_URL`` at them. ``POST /`` is also served
+and routed by the ``Host`` header's first label (``faceid.*`` / ``ocr.*``), for a setup
+that maps the real names to the simulator. Either way the signature is checked exactly as
+the SDK makes it: canonical URI ``/`` and the ``Host`` header as received.
+
+Checks, in the order the real service applies them (errors are HTTP 200 with
+``Response.Error.{Code,Message}`` and a ``RequestId``)::
+
+    X-TC-Action not this product's          InvalidAction
+    X-TC-Version not the documented one     NoSuchVersion
+    Authorization missing/malformed         AuthFailure.InvalidAuthorization
+    SecretId unknown                        AuthFailure.SecretIdNotFound
+    X-TC-Timestamp more than 300 s off      AuthFailure.SignatureExpire
+    signature / scope / signed headers bad  AuthFailure.SignatureFailure
+    over the per-account rate               RequestLimitExceeded
+    account in arrears (Faults.arrears)     FaceID UnauthorizedOperation.Arrears,
+                                            OCR ResourceUnavailable.InArrears
+
+Accounts are ``faceid:<SecretId>`` and ``ocr:<SecretId>`` (rates 100/s and 20/s by
+default); ``tencent:<SecretId>`` in ``arrears`` covers both products.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from idbatch.cards import Truth
+from idbatch.providers import tc3
+from simulator.fetch import DownloadError, download
+from simulator.identity import FAKE_PORTRAIT, card_fields, faceid_answer, item_key, look_at, quality_of
+from simulator.state import SimState
+from simulator.wire import drop_connection, hang
+
+FACEID_PREFIX = "/tencent/faceid"
+OCR_PREFIX = "/tencent/ocr"
+MAX_BASE64_BYTES = 7 * 1024 * 1024
+DEFAULT_SECRETS = {"sim-tencent-secret-id": "sim-tencent-secret-key"}
+
+
+@dataclass(frozen=True)
+class Product:
+    protocol: str  # also the TC3 service name and the quota key
+    action: str
+    version: str
+    arrears_code: str
+
+
+FACEID = Product("faceid", "CheckIdCardInformation", "2018-03-01", "UnauthorizedOperation.Arrears")
+OCR = Product("ocr", "IDCardOCR", "2018-11-19", "ResourceUnavailable.InArrears")
+
+# Drawn-in variant -> (IDCardOCR Config flag or None = always reported, current warn code).
+OCR_WARN_FLAGS: dict[str, tuple[str | None, int]] = {
+    "border_incomplete": ("BorderCheckWarn", -9101),
+    "photocopy": ("CopyWarn", -9102),
+    "screen_reshoot": ("ReshootWarn", -9103),
+    "temporary_id": ("TempIdWarn", -9104),
+    "border_occluded": ("BorderCheckWarn", -9105),
+    "photoshopped": ("DetectPsWarn", -9106),
+    "glare": ("ReflectWarn", -9107),
+    "bw_copy": ("CopyWarn", -9108),
+    "invalid_validity": ("InvalidDateWarn", -9109),
+    "electronic_id": (None, -9110),
+    "watermark": (None, -9111),
+}
+
+
+def _envelope(request_id: str, **fields: Any) -> JSONResponse:
+    return JSONResponse({"Response": {**fields, "RequestId": request_id}})
+
+
+def _error(request_id: str, code: str, message: str) -> JSONResponse:
+    return _envelope(request_id, Error={"Code": code, "Message": message})
+
+
+class TencentSim:
+    def __init__(
+        self,
+        state: SimState,
+        secrets: dict[str, str],
+        http: httpx.AsyncClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state = state
+        self.secrets = secrets
+        self.http = http
+        self.clock = clock
+
+    async def faceid(self, request: Request) -> Response:
+        return await self._handle(request, FACEID)
+
+    async def ocr(self, request: Request) -> Response:
+        return await self._handle(request, OCR)
+
+    async def by_host(self, request: Request) -> Response:
+        label = request.headers.get("host", "").split(".", 1)[0]
+        product = {"faceid": FACEID, "ocr": OCR}.get(label)
+        if product is None:
+            return PlainTextResponse("unknown host: use /tencent/faceid/ or /tencent/ocr/", status_code=404)
+        return await self._handle(request, product)
+
+    def _authenticate(self, request: Request, body: bytes, product: Product) -> tuple[str | None, str]:
+        """``(secret_id, "")`` when the request is properly signed, else ``(None, error code)``."""
+        headers = request.headers
+        if headers.get("x-tc-action") != product.action:
+            return None, "InvalidAction"
+        if headers.get("x-tc-version") != product.version:
+            return None, "NoSuchVersion"
+        auth = tc3.parse_authorization(headers.get("authorization", ""))
+        try:
+            timestamp = int(headers.get("x-tc-timestamp", ""))
+        except ValueError:
+            return None, "AuthFailure.InvalidAuthorization"
+        if auth is None:
+            return None, "AuthFailure.InvalidAuthorization"
+        secret_key = self.secrets.get(auth.secret_id)
+        if secret_key is None:
+            return None, "AuthFailure.SecretIdNotFound"
+        if abs(self.clock() - timestamp) > tc3.MAX_SKEW_S:
+            return None, "AuthFailure.SignatureExpire"
+        if (
+            auth.service != product.protocol
+            or auth.date != tc3.utc_date(timestamp)
+            or auth.signed_headers != tc3.SIGNED_HEADERS
+        ):
+            return None, "AuthFailure.SignatureFailure"
+        canonical = tc3.canonical_request(
+            host=headers.get("host", ""), payload=body, content_type=headers.get("content-type", "")
+        )
+        to_sign = tc3.string_to_sign(timestamp=timestamp, service=product.protocol, canonical=canonical)
+        expected = tc3.signature(
+            secret_key=secret_key, timestamp=timestamp, service=product.protocol, to_sign=to_sign
+        )
+        if not hmac.compare_digest(expected, auth.signature):
+            return None, "AuthFailure.SignatureFailure"
+        return auth.secret_id, ""
+
+    async def _handle(self, request: Request, product: Product) -> Response:
+        state = self.state
+        request_id = str(uuid.uuid4())
+        body = await request.body()
+        secret_id, auth_error = self._authenticate(request, body, product)
+        if secret_id is None:
+            state.record(f"{product.protocol}:-", auth_error)
+            return _error(request_id, auth_error, "The request could not be authenticated.")
+        account = f"{product.protocol}:{secret_id}"
+        if not state.admit(product.protocol, account):
+            state.record(account, "RequestLimitExceeded")
+            return _error(request_id, "RequestLimitExceeded", "Your request frequency exceeds the limit.")
+        if {account, f"tencent:{secret_id}"} & state.faults.arrears:
+            state.record(account, product.arrears_code)
+            return _error(request_id, product.arrears_code, "The account is in arrears.")
+        await state.latency()
+        stats = state.account(account)
+        if state.in_outage():
+            stats.injected += 1
+            state.record(account, "HTTP 502")
+            return PlainTextResponse("Bad Gateway", status_code=502)
+        if state.roll(state.faults.rate_5xx):
+            stats.injected += 1
+            state.record(account, "InternalError")
+            return _error(request_id, "InternalError", "Internal error.")
+        if state.roll(state.faults.rate_429):
+            stats.injected += 1
+            state.record(account, "RequestLimitExceeded")
+            return _error(request_id, "RequestLimitExceeded", "Your request frequency exceeds the limit.")
+        if state.roll(state.faults.rate_timeout):
+            stats.injected += 1
+            await hang(request)
+            return _error(request_id, "InternalError", "Timed out.")
+        if state.roll(state.faults.rate_reset):
+            stats.injected += 1
+            return await drop_connection(request)
+        try:
+            params = json.loads(body)
+            if not isinstance(params, dict):
+                raise TypeError("body is not an object")
+        except (ValueError, TypeError):
+            state.record(account, "InvalidParameter")
+            return _error(request_id, "InvalidParameter", "The request body is not a JSON object.")
+        image, image_error = await self._image(params)
+        if image_error:
+            state.record(account, image_error)
+            return _error(request_id, image_error, "The image could not be obtained.")
+        if product is FACEID:
+            return self._faceid(account, request_id, params, image)
+        return self._ocr(account, request_id, params, image)
+
+    async def _image(self, params: dict[str, Any]) -> tuple[bytes, str]:
+        """The image bytes, or an error code (ImageUrl wins when both are given)."""
+        url = params.get("ImageUrl")
+        if isinstance(url, str) and url:
+            try:
+                return await download(self.http, url), ""
+            except DownloadError:
+                return b"", "FailedOperation.DownLoadError"
+        encoded = params.get("ImageBase64")
+        if not isinstance(encoded, str) or not encoded:
+            return b"", "InvalidParameter"
+        if len(encoded) > MAX_BASE64_BYTES:
+            return b"", "FailedOperation.ImageSizeTooLarge"
+        try:
+            return base64.b64decode(encoded, validate=True), ""
+        except (binascii.Error, ValueError):
+            return b"", "FailedOperation.ImageDecodeFailed"
+
+    def _faceid(self, account: str, request_id: str, params: dict[str, Any], image: bytes) -> Response:
+        try:
+            config = json.loads(params.get("Config") or "{}")
+        except (TypeError, ValueError):
+            self.state.record(account, "InvalidParameter")
+            return _error(request_id, "InvalidParameter", "Config is not valid JSON.")
+        config = config if isinstance(config, dict) else {}
+        answer = faceid_answer(self.state, image, config)
+        if not answer.billable:
+            self.state.record(account, answer.result)
+            return _error(request_id, answer.result, answer.description)
+        self.state.bill(account, answer.result, item_key(answer.truth))
+        f = answer.fields
+        return _envelope(
+            request_id,
+            Sim=answer.sim,
+            Result=answer.result,
+            Description=answer.description,
+            Name=f.get("Name", ""),
+            Sex=f.get("Sex", ""),
+            Nation=f.get("Nation", ""),
+            Birth=f.get("Birth", ""),
+            Address=f.get("Address", ""),
+            IdNum=f.get("IdNum", ""),
+            Portrait=FAKE_PORTRAIT if f else "",
+            Warnings=",".join(answer.warnings),
+            Quality=answer.quality if config.get("Quality") else 0,
+            Encryption=None,
+        )
+
+    def _ocr(self, account: str, request_id: str, params: dict[str, Any], image: bytes) -> Response:
+        state = self.state
+        try:
+            config = json.loads(params.get("Config") or "{}")
+            if not isinstance(config, dict):
+                raise TypeError("Config is not an object")
+        except (TypeError, ValueError):
+            state.record(account, "InvalidParameter.ConfigFormatError")
+            return _error(request_id, "InvalidParameter.ConfigFormatError", "Config is not valid JSON.")
+        side = str(params.get("CardSide") or "").upper()
+        if side not in ("", "FRONT", "BACK"):
+            state.record(account, "InvalidParameterValue.InvalidParameterValueLimit")
+            return _error(request_id, "InvalidParameterValue.InvalidParameterValueLimit", "Bad CardSide.")
+        look = look_at(image)
+        failure = {
+            "empty": ("FailedOperation.EmptyImageError", "The image is empty."),
+            "undecodable": ("FailedOperation.ImageDecodeFailed", "Image decoding failed."),
+            "not_card": ("FailedOperation.ImageNoIdCard", "No ID card is detected in the image."),
+        }.get(look.kind)
+        if failure is None and look.format not in ("JPEG", "PNG", "BMP"):
+            failure = ("FailedOperation.ImageDecodeFailed", "Image format not supported.")
+        truth = look.truth
+        if failure is None and truth is not None:
+            wanted = side.lower() or truth.side
+            if truth.side != wanted or "reversed_side" in truth.variants:
+                failure = ("FailedOperation.CardSideError", "The CardSide type of the ID card is incorrect.")
+            elif "blur" in truth.variants and not config.get("Quality"):
+                failure = ("FailedOperation.ImageBlur", "The image is blurry.")
+        if failure is not None or truth is None:
+            code, message = failure or ("FailedOperation.OcrFailed", "OCR failed.")
+            state.record(account, code)
+            return _error(request_id, code, message)
+        state.bill(account, "Success", item_key(truth, truth.side))
+        return _envelope(request_id, **_ocr_fields(truth), AdvancedInfo=json.dumps(_advanced(truth, config)))
+
+
+def _ocr_fields(truth: Truth) -> dict[str, str]:
+    out = dict.fromkeys(("Name", "Sex", "Nation", "Birth", "Address", "IdNum", "Authority", "ValidDate"), "")
+    if truth.side == "front":
+        out.update(card_fields(truth))
+    else:
+        out["Authority"] = truth.identity.authority
+        out["ValidDate"] = truth.identity.validity_text()
+    return out
+
+
+def _advanced(truth: Truth, config: dict[str, Any]) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    if config.get("CropIdCard"):
+        info["IdCard"] = FAKE_PORTRAIT
+    if config.get("CropPortrait") and truth.side == "front":
+        info["Portrait"] = FAKE_PORTRAIT
+    if config.get("Quality"):
+        info["Quality"] = int(quality_of(truth))
+    if config.get("BorderCheckWarn"):
+        bordered = {"border_incomplete", "border_occluded"} & set(truth.variants)
+        info["BorderCodeValue"] = 85 if bordered else 8
+    warn_flags = {flag for flag, _ in OCR_WARN_FLAGS.values() if flag}
+    codes = [
+        code
+        for variant, (flag, code) in OCR_WARN_FLAGS.items()
+        if variant in truth.variants and (flag is None or config.get(flag))
+    ]
+    if codes or any(config.get(flag) for flag in warn_flags):
+        info["WarnInfos"] = sorted(codes, reverse=True)
+    return info
