@@ -7,6 +7,7 @@ birth year; we only add the cross-checks against what the provider recognized.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 from stdnum import exceptions as stdnum_exc
 from stdnum.cn import ric
@@ -28,20 +29,29 @@ def normalize(number: str) -> str:
 
 def check(number: str) -> str:
     """Return the compact number or raise IdNumberError saying precisely what is wrong."""
-    compact = normalize(number)
+    # The common case (18 plain characters) skips stdnum's per-character clean-up.
+    compact = number.upper() if len(number) == 18 and number.isalnum() else normalize(number)
     if len(compact) != 18 or not compact[:17].isdigit() or not (compact[17].isdigit() or compact[17] == "X"):
         raise IdNumberError(WarningCode.ID_FORMAT_INVALID, "must be 17 digits followed by a digit or X")
     try:
-        ric.get_birth_date(compact)
-    except stdnum_exc.ValidationError as exc:
+        dt.date(int(compact[6:10]), int(compact[10:12]), int(compact[12:14]))  # = ric.get_birth_date
+    except ValueError as exc:
         raise IdNumberError(WarningCode.ID_BIRTHDATE_INVALID, "birth date digits are not a date") from exc
     if ric.calc_check_digit(compact) != compact[17]:
         raise IdNumberError(WarningCode.ID_CHECKSUM_INVALID, "check character does not match")
-    try:
-        ric.get_birth_place(compact)
-    except stdnum_exc.ValidationError as exc:
-        raise IdNumberError(WarningCode.ID_REGION_UNKNOWN, "address code unknown for the birth year") from exc
+    if not _place_known(compact[:6], compact[6:10]):
+        raise IdNumberError(WarningCode.ID_REGION_UNKNOWN, "address code unknown for the birth year")
     return compact
+
+
+@lru_cache(maxsize=65536)
+def _place_known(region: str, year: str) -> bool:
+    """stdnum's region-by-year lookup, cached: it costs ~20 µs and ingest checks every row."""
+    try:
+        ric.get_birth_place(f"{region}{year}0101" + "0000")
+    except stdnum_exc.ValidationError:
+        return False
+    return True
 
 
 def sex_of(number: str) -> str:

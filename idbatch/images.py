@@ -42,6 +42,8 @@ def classify_ref(ref: str) -> str:
     """``local``, ``http`` or ``s3``; raises ImageRefError for anything else."""
     if not ref:
         raise ImageRefError("empty image reference")
+    if ":" not in ref:
+        return "local"  # no scheme possible; skips urlsplit on the ingest hot path
     scheme = urlsplit(ref).scheme.lower()
     if scheme in ("http", "https"):
         return "http"

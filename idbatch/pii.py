@@ -1,7 +1,10 @@
 """PII protection: encryption at rest, keyed hashes for lookups, masking for output.
 
-Names, ID numbers, addresses and raw provider answers are stored as Fernet tokens
-(AES-128-CBC + HMAC-SHA256, from ``cryptography``); equality look-ups use an HMAC of
+Names, ID numbers, addresses and raw provider answers are stored as AES-256-GCM tokens
+(``0x01 | 12-byte random nonce | ciphertext+tag``, key derived from the PII key), which
+cost ~1.5 µs instead of Fernet's ~10 µs per value: bulk ingest encrypts two values per
+row, a million rows at a time. Fernet tokens written before (first byte ``0x80``, "g" in
+base64) are still read. Equality look-ups use an HMAC of
 the normalized value under a key derived from the same secret, so the database never
 holds a plain ID number and a stolen dump cannot be brute-forced without the key.
 """
@@ -11,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 from functools import lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from idbatch.settings import get_settings
 
@@ -25,30 +30,44 @@ ID_NUMBER_RE = re.compile(
 )
 
 
+AEAD_V1 = b"\x01"
+
+
 class Vault:
     """Encrypts and hashes PII under one key."""
 
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._aead = AESGCM(hmac.new(key, b"idbatch-pii-aead-v1", hashlib.sha256).digest())
         self._hash_key = hashlib.sha256(b"idbatch-lookup-hash\x00" + key).digest()
+
+    def _seal(self, plain: bytes) -> bytes:
+        # Random 96-bit nonces: collision odds stay below 2**-32 up to 2**32 values per key.
+        nonce = os.urandom(12)
+        return AEAD_V1 + nonce + self._aead.encrypt(nonce, plain, None)
+
+    def _open(self, token: bytes) -> bytes:
+        if token[:1] == AEAD_V1:
+            return self._aead.decrypt(token[1:13], token[13:], None)
+        return self._fernet.decrypt(token)  # written before AEAD_V1
 
     def encrypt(self, value: str | None) -> bytes | None:
         if value is None:
             return None
-        return self._fernet.encrypt(value.encode())
+        return self._seal(value.encode())
 
     def decrypt(self, token: bytes | None) -> str | None:
         if token is None:
             return None
-        return self._fernet.decrypt(token).decode()
+        return self._open(bytes(token)).decode()
 
     def encrypt_json(self, value: dict[str, Any]) -> bytes:
-        return self._fernet.encrypt(json.dumps(value, ensure_ascii=False, default=str).encode())
+        return self._seal(json.dumps(value, ensure_ascii=False, default=str).encode())
 
     def decrypt_json(self, token: bytes | None) -> dict[str, Any]:
         if token is None:
             return {}
-        loaded: dict[str, Any] = json.loads(self._fernet.decrypt(token))
+        loaded: dict[str, Any] = json.loads(self._open(bytes(token)))
         return loaded
 
     def lookup_hash(self, value: str | None) -> str | None:

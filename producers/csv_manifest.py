@@ -10,9 +10,14 @@ Columns (header required, names case-insensitive, order free):
 
 Encoding: UTF-8, UTF-8 with BOM, or GBK/GB18030, decided *per physical line*: exports
 concatenated from several systems mix encodings, and deciding once for the whole file
-would garble every row of the minority encoding. A line that is not valid UTF-8 is
-decoded as GB18030 (a superset of GBK); 0x0A never occurs inside a GBK character, so
-splitting the bytes on newlines first is safe. ``encoding=`` forces one codec instead.
+would garble every row of the minority encoding. 0x0A never occurs inside a GBK
+character, so splitting the bytes on newlines first is safe. A line that is not valid
+UTF-8 is GB18030 (a superset of GBK). A line that *is* valid UTF-8 may still be GBK: a
+short name such as 史雪 (GBK ``CA B7 D1 A9``) is also the UTF-8 for "ʷѩ". Chinese text in
+UTF-8 is made of 3-byte sequences, so when the UTF-8 reading contains 2-byte-range
+letters (Latin, IPA, Cyrillic; the middle dot of minority names excepted) and the
+GB18030 reading is clean CJK, the line is taken as GB18030. ``encoding=`` forces one
+codec for the whole file when the heuristic is not wanted.
 
 The reader never holds the file: rows are yielded one at a time. A bad row is yielded
 as a ``RowError`` with its row number, the column and what is wrong, and reading goes on.
@@ -21,6 +26,7 @@ as a ``RowError`` with its row number, the column and what is wrong, and reading
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -82,12 +88,38 @@ def _decode_lines(stream: Iterable[bytes], encoding: str | None, seen: list[str]
         if encoding is not None:
             yield raw.decode(encoding, errors="replace")
             continue
-        try:
-            yield raw.decode("utf-8")
-            seen.append("utf-8")
-        except UnicodeDecodeError:
-            seen.append("gb18030")
-            yield raw.decode("gb18030", errors="replace")
+        text, used = decode_line(raw)
+        seen.append(used)
+        yield text
+
+
+_TWO_BYTE_LETTER = re.compile("[\u0080-\u00b6\u00b8-\u07ff]")  # U+0080..U+07FF except U+00B7
+
+
+def _suspicious_utf8(text: str) -> bool:
+    return _TWO_BYTE_LETTER.search(text) is not None
+
+
+def _clean_cjk(text: str) -> bool:
+    return all(
+        ch.isascii() or ch == "\u00b7" or "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"
+        for ch in text
+    )
+
+
+def decode_line(raw: bytes) -> tuple[str, str]:
+    """Decode one physical line as UTF-8 or GB18030 (see the module docstring)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("gb18030", errors="replace"), "gb18030"
+    if raw.isascii() or not _suspicious_utf8(text):
+        return text, "utf-8"
+    try:
+        alt = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return text, "utf-8"
+    return (alt, "gb18030") if _clean_cjk(alt) else (text, "utf-8")
 
 
 def read_manifest(
