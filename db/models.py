@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -91,6 +92,18 @@ class Job(Base):
         Index("ix_job_batch_status", "batch_id", "status"),
         Index("ix_job_status_next", "status", "next_attempt_at"),
         Index("ix_job_idempotency", "idempotency_key"),
+        Index("ix_job_status_enqueued", "status", "enqueued_at"),
+        Index("ix_job_content_key", "content_key"),
+        # At most one job *calling the provider* per content key at any moment: a
+        # duplicate row or a resubmitted manifest waits for the first answer and reuses it
+        # instead of paying for a second one (see workers.verify._prepare_call).
+        Index(
+            "uq_job_content_key_running",
+            "content_key",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -103,6 +116,13 @@ class Job(Base):
     claimed_id_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     claimed_id_hash: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    # sha256 of what is verified (image bytes + provider + config + claims), set by the
+    # worker right before it calls the provider; equal keys = the same billable question.
+    content_key: Mapped[str | None] = mapped_column(String(64))
+    # The job whose paid answer this job reuses (no provider call was made for it).
+    reused_from: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"))
+    # When a message for this job was last published; the sweeper re-publishes from here.
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(default=utcnow)
     status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None]

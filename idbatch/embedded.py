@@ -68,10 +68,18 @@ def wait_for_batch(batch_id: int, console: Console, timeout_s: float | None = No
 
 @contextmanager
 def embedded_stack(settings: Settings, concurrency: int | None = None) -> Iterator[Any]:
-    """Migrated database + in-process worker consuming the in-memory broker."""
+    """Migrated database + in-process worker consuming the in-memory broker.
+
+    The sweeper thread publishes due retries (retries are rows, not countdown messages).
+    """
+    from workers.sweeper import sweeper_thread
+
     upgrade(settings.database_url)
     app = current_app(settings)
-    with embedded_worker(app, concurrency or settings.worker_concurrency, settings.queue) as worker:
+    with (
+        embedded_worker(app, concurrency or settings.worker_concurrency, settings.queue) as worker,
+        sweeper_thread(settings, app),
+    ):
         yield worker
 
 

@@ -27,7 +27,7 @@ def render_report(report: Report, console: Console) -> None:
     )
     console.print(
         f"provider calls: {report.attempts}   billable: {report.billable_calls}"
-        f"   jobs retried: {report.retried_jobs}"
+        f"   jobs retried: {report.retried_jobs}   answers reused (not billed): {report.reused}"
     )
     for title, data in (
         ("Warnings", report.warnings),

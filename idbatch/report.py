@@ -39,6 +39,9 @@ class Report:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    # passed/negative jobs answered by reusing an earlier paid answer for the same card
+    # (duplicate rows, resubmitted manifests): counted in ``counts``, no provider call.
+    reused: int = 0
 
     @property
     def accounted(self) -> bool:
@@ -74,6 +77,9 @@ def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit
         ).where(Attempt.job_id.in_(job_ids))
     ).one()
     retried = session.scalar(select(func.count()).where(Job.batch_id == batch_id, Job.attempt_count > 1))
+    reused = session.scalar(
+        select(func.count()).where(Job.batch_id == batch_id, Job.reused_from.is_not(None))
+    )
     warn_rows = session.execute(
         select(JobWarning.code, JobWarning.source, func.count())
         .where(JobWarning.job_id.in_(job_ids))
@@ -152,4 +158,5 @@ def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit
         rejected=job_rows(JobStatus.REJECTED),
         failed=job_rows(JobStatus.FAILED),
         samples=samples,
+        reused=int(reused or 0),
     )

@@ -6,8 +6,19 @@
 - ``worker_prefetch_multiplier = 1``: a thread pool of N already reserves N messages;
   more would strand messages on a dead worker until the visibility timeout.
 - ``visibility_timeout``: how long Redis waits before redelivering an unacked message.
-  It must exceed the longest task (a call with timeout and retries inside it: never,
-  since retries are new messages), so one hour is ample and bounds recovery time.
+  It must exceed the longest task (one provider call with its timeout plus two short
+  transactions; retries are separate deliveries), so one hour is ample. Recovery does
+  not wait for it: the sweeper re-publishes a dead worker's job once its lease
+  (``lease_s``) expires, and the lease, not the broker, decides who may work on a job.
+- Warm shutdown (SIGTERM) stops consuming, lets the threads finish their in-flight
+  calls and record their attempts, and returns unstarted prefetched messages to Redis.
+- Retries are not Celery countdown/ETA messages: Redis loses them on restart and
+  re-delivers them after the visibility timeout. A job waiting to retry is ``retry_wait``
+  in Postgres; the ``idbatch.sweep`` beat task (every ``sweep_interval_s``, on its own
+  queue so a long backlog cannot delay it, expiring so missed runs do not pile up)
+  publishes due jobs, lost messages and dead workers' jobs (see workers.sweeper).
+  Workers consume that queue too; run ``idbatch beat`` (or ``celery -A
+  workers.celery_app beat``) once — two beats are harmless, the sweep locks its rows.
 - No result backend: Postgres holds every outcome; results in Redis would be a second,
   lossy truth.
 - Memory transport (embedded mode) polls every 10 ms instead of once a second, so the
@@ -21,6 +32,10 @@ from typing import Any
 from celery import Celery
 
 from idbatch.settings import Settings
+
+
+def sweep_queue(settings: Settings) -> str:
+    return f"{settings.queue}.sweep"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -38,6 +53,15 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         broker_transport_options=transport_options,
+        task_routes={"idbatch.sweep": {"queue": sweep_queue(settings)}},
+        beat_schedule={
+            "sweep": {
+                "task": "idbatch.sweep",
+                "schedule": settings.sweep_interval_s,
+                "options": {"expires": max(1.0, settings.sweep_interval_s * 2)},
+            }
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],

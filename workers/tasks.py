@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 import structlog
-from celery import shared_task
+from celery import current_app, shared_task
 
 from workers.runtime import runtime
+from workers.sweeper import sweep_with_app
 from workers.verify import process_job
 
 
 @shared_task(name="idbatch.verify", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def verify(job_id: int) -> str | None:
-    """Verify one job. A retry is a new message sent after the job's row is committed."""
+    """Verify one job.
+
+    A retry is *not* a new message: the job is left ``retry_wait`` with its
+    ``next_attempt_at`` in Postgres and the sweeper publishes it when due. A countdown
+    message would live only in Redis (lost on restart) and be re-delivered by Celery
+    after the visibility timeout even when it was not lost.
+    """
     with structlog.contextvars.bound_contextvars(job_id=job_id):
         outcome = process_job(job_id, runtime())
-        if outcome.retry_in_s is not None:
-            verify.apply_async((job_id,), countdown=outcome.retry_in_s)
         return outcome.status.value if outcome.status else None
+
+
+@shared_task(name="idbatch.sweep", acks_late=False, ignore_result=True)
+def sweep() -> int:
+    """Beat task: re-publish due retries, lost messages and dead workers' jobs."""
+    return sweep_with_app(runtime().settings, current_app).published
+
+
+@shared_task(name="idbatch.fan_out", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def fan_out(job_ids: list[int]) -> int:
+    """Expand one ingest message (a committed chunk of job ids) into one verify message each.
+
+    Ingest publishes one message per chunk instead of one per row, so a million-row
+    manifest costs the producer a thousand publishes. A redelivered fan-out publishes
+    its ids again, which ``claim()`` makes harmless.
+    """
+    from workers.sweeper import publish_jobs
+
+    publish_jobs(job_ids, current_app)
+    return len(job_ids)
