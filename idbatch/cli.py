@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+accounts_app = typer.Typer(help="Provider accounts: circuit state, resume after a block.")
+app.add_typer(accounts_app, name="accounts")
 console = Console()
 
 
@@ -59,22 +61,31 @@ def demo(
 
 @app.command()
 def submit(
-    manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV manifest")],
+    manifest: Annotated[
+        str, typer.Argument(help="CSV manifest: a path, s3://bucket/manifest.csv or an s3://bucket/prefix/")
+    ],
     provider: Annotated[str | None, typer.Option(help="provider (default: IDBATCH_PROVIDER)")] = None,
     config: Annotated[str | None, typer.Option(help="provider config as JSON")] = None,
     kind: Annotated[BatchKind, typer.Option(help="batch kind")] = BatchKind.BACKFILL,
     encoding: Annotated[str | None, typer.Option(help="force an encoding (default: per line)")] = None,
+    force: Annotated[
+        bool, typer.Option(help="call the provider again even for cards already answered (a rerun)")
+    ] = False,
 ) -> None:
     """Create a batch from a manifest and enqueue its jobs.
+
+    A card already verified (same image bytes, provider, config and claims) reuses its
+    paid answer instead of being billed again, unless ``--force`` (= ``--kind rerun``).
 
     With the in-memory broker (embedded mode) the batch is processed in this process
     and the report printed; otherwise the jobs go to the broker for ``idbatch worker``.
     """
     from db.migrate import upgrade
     from producers.csv_manifest import ManifestError
-    from producers.submit import submit_path
+    from producers.s3 import submit_target
 
     settings = get_settings()
+    kind = BatchKind.RERUN if force else kind
     embedded = settings.broker_url.startswith("memory://")
     try:
         if embedded:
@@ -88,7 +99,7 @@ def submit(
 
                 settings = apply_env({"IDBATCH_GATEWAY_URL": gw.url})
                 with embedded_stack(settings):
-                    result = submit_path(
+                    result = submit_target(
                         manifest,
                         settings=settings,
                         provider=provider,
@@ -101,7 +112,8 @@ def submit(
                 render_report(build_report(session, result.batch_id), console)
             return
         upgrade(settings.database_url)
-        result = submit_path(
+        _control_app()  # publish on the broker from settings, not Celery's default app
+        result = submit_target(
             manifest,
             settings=settings,
             provider=provider,
@@ -134,7 +146,11 @@ def status(
         return
     with session_scope() as session:
         counts = status_counts(session, batch)
-    console.print_json(json.dumps({"batch": batch, "counts": counts, "jobs": sum(counts.values())}))
+        from workers.circuit import accounts as circuit_accounts
+
+        stopped = circuit_accounts(session, only_stopped=True)  # calls stopped until resumed
+    out = {"batch": batch, "counts": counts, "jobs": sum(counts.values()), "stopped_accounts": stopped}
+    console.print_json(json.dumps(out))
 
 
 @app.command()
@@ -172,6 +188,7 @@ def worker(
             "in embedded mode"
         )
         raise typer.Exit(2)
+    from workers.app_factory import sweep_queue
     from workers.celery_app import app as celery_app
 
     celery_app.worker_main(
@@ -179,12 +196,32 @@ def worker(
             "worker",
             "--pool=threads",
             f"--concurrency={concurrency or settings.worker_concurrency}",
-            f"--queues={settings.queue}",
+            f"--queues={settings.queue},{sweep_queue(settings)}",
             f"--loglevel={loglevel}",
             "--without-gossip",
             "--without-mingle",
         ]
     )
+
+
+@app.command()
+def listen(
+    queue_url: Annotated[str | None, typer.Option(help="SQS queue (IDBATCH_EVENTS_QUEUE_URL)")] = None,
+    provider: Annotated[str | None, typer.Option(help="provider (default: IDBATCH_PROVIDER)")] = None,
+    config: Annotated[str | None, typer.Option(help="provider config as JSON")] = None,
+    until_idle: Annotated[bool, typer.Option(help="exit after the first empty poll")] = False,
+) -> None:
+    """Turn S3 upload events (from SQS) into jobs of a standing "events" batch."""
+    from db.migrate import upgrade
+    from producers.events import EventListener
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    _control_app()  # publish on the broker from settings, not Celery's default app
+    listener = EventListener(settings, queue_url=queue_url, provider=provider, config=_parse_config(config))
+    console.print(f"listening on {listener.queue_url} → batch {listener.batch_id}")
+    total = listener.run(until_idle=until_idle)
+    console.print_json(json.dumps(vars(total)))
 
 
 @app.command()
@@ -234,6 +271,116 @@ def cards(
 
     rows = generate_sample(out, count, seed=seed, defects=defects)
     console.print(f"wrote {len(rows)} rows to {out / 'manifest.csv'}")
+
+
+@accounts_app.callback(invoke_without_command=True)
+def accounts_list(ctx: typer.Context) -> None:
+    """List provider accounts with a recorded circuit (closed / open / half_open)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from db.session import session_scope
+    from workers.circuit import accounts
+
+    with session_scope() as session:
+        console.print_json(json.dumps(accounts(session)))
+
+
+@accounts_app.command("resume")
+def accounts_resume(
+    provider: Annotated[str, typer.Argument(help="provider name, e.g. acedata")],
+    account: Annotated[str | None, typer.Argument(help="account (default: all of the provider's)")] = None,
+) -> None:
+    """Close an open circuit: workers call the account again within a few seconds."""
+    from db.session import session_scope
+    from workers.circuit import resume
+
+    with session_scope() as session:
+        n = resume(session, provider, account)
+    console.print(f"resumed {n} account(s) of {provider}")
+
+
+def _control_app() -> Any:
+    """The Celery app for publishing from this process (the in-memory broker has no workers)."""
+    settings = get_settings()
+    if settings.broker_url.startswith("memory://"):
+        return None
+    from idbatch.embedded import current_app
+
+    return current_app(settings)
+
+
+def _publisher(celery_app: Any) -> Any:
+    from workers.sweeper import publish_jobs
+
+    return (lambda ids: None) if celery_app is None else (lambda ids: publish_jobs(ids, celery_app))
+
+
+def _control(fn: Any, *args: Any) -> None:
+    from workers.controls import BatchControlError, as_dict
+
+    try:
+        result = fn(*args)
+    except BatchControlError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print_json(json.dumps(as_dict(result)))
+
+
+@app.command()
+def pause(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
+    """Stop starting new calls for a batch; calls in flight finish and are recorded."""
+    from workers.controls import pause as pause_batch
+
+    _control(pause_batch, batch)
+
+
+@app.command()
+def resume(
+    batch: Annotated[int | None, typer.Argument(help="batch id (default: sweep every active batch)")] = None,
+) -> None:
+    """Resume a paused batch, or (no BATCH) re-publish lost and due jobs of all batches now."""
+    settings = get_settings()
+    celery_app = _control_app()
+    if batch is None:
+        from workers.sweeper import sweep
+
+        result = sweep(settings, _publisher(celery_app), queue_depth=lambda: 0)
+        console.print_json(json.dumps({"published": result.published, **vars(result)}))
+        return
+    from workers.controls import resume as resume_batch
+
+    _control(resume_batch, batch, settings, _publisher(celery_app))
+
+
+@app.command()
+def cancel(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
+    """Cancel a batch: open jobs become cancelled; calls in flight finish and are recorded."""
+    from workers.controls import cancel as cancel_batch
+
+    _control(cancel_batch, batch)
+
+
+@app.command("retry-failed")
+def retry_failed(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
+    """Run the batch's failed jobs again (processing failed; negative verdicts are kept)."""
+    from workers.controls import retry_failed as retry_failed_jobs
+
+    _control(retry_failed_jobs, batch, _publisher(_control_app()))
+
+
+@app.command()
+def beat(loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO") -> None:
+    """Run Celery beat: sends the sweep task (due retries, lost messages, dead workers).
+
+    Run one per deployment; a second is harmless (the sweep locks the rows it publishes).
+    """
+    if _control_app() is None:
+        console.print("[red]beat needs a real broker;[/red] the embedded mode sweeps in-process")
+        raise typer.Exit(2)
+    from workers.celery_app import app as celery_app
+
+    get_settings().data_dir.mkdir(parents=True, exist_ok=True)  # holds celerybeat-schedule
+    celery_app.start(["beat", f"--loglevel={loglevel}"])
 
 
 @db_app.command("upgrade")

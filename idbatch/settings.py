@@ -19,6 +19,13 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PLACEHOLDER = "dev-placeholder"
+# The credentials each provider needs; production refuses placeholders for the one in use.
+PROVIDER_SECRETS: dict[str, tuple[str, ...]] = {
+    "acedata": ("acedata_token",),
+    "tencent_faceid": ("tencent_secret_id", "tencent_secret_key"),
+    "tencent_ocr": ("tencent_secret_id", "tencent_secret_key"),
+    "aliyun_market": ("aliyun_appcode",),
+}
 
 
 class Settings(BaseSettings):
@@ -36,6 +43,21 @@ class Settings(BaseSettings):
     provider: str = "acedata"
     acedata_base_url: str = "https://api.acedata.cloud"
     acedata_token: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    # Tencent Cloud API 3.0 (FaceID CheckIdCardInformation, OCR IDCardOCR): one key pair,
+    # two product endpoints. The simulator serves them under /tencent/faceid and /tencent/ocr.
+    tencent_secret_id: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    tencent_secret_key: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    tencent_region: str = ""  # neither action needs one
+    faceid_base_url: str = "https://faceid.tencentcloudapi.com"
+    ocr_base_url: str = "https://ocr.tencentcloudapi.com"
+    # Aliyun-marketplace ID card OCR: APPCODE auth; host and path from the purchase page.
+    aliyun_appcode: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    aliyun_base_url: str = "https://idcardocr.market.alicloudapi.com"
+    aliyun_path: str = "/ocr/idcard"
+    # How a local file reaches a provider that takes both forms: "inline" (base64 in the
+    # request; nothing needs to reach our image gateway) or "url" (a gateway URL).
+    tencent_handoff: Literal["url", "inline"] = "inline"
+    aliyun_handoff: Literal["url", "inline"] = "inline"
 
     similarity_threshold: float = 70.0
     http_timeout_s: float = 10.0
@@ -45,6 +67,26 @@ class Settings(BaseSettings):
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 120.0
     lease_s: int = 300
+    # The sweeper (workers.sweeper) re-publishes from Postgres: due retries every
+    # ``sweep_interval_s``; queued jobs whose message is older than ``requeue_after_s``
+    # once the broker queue is empty (their message was lost).
+    sweep_interval_s: float = Field(default=2.0, gt=0)
+    requeue_after_s: float = Field(default=120.0, gt=0)
+
+    # Provider quotas shared by every worker (workers.ratelimit, docs/throughput.md):
+    # {"provider" or "provider:account": calls/s}; accounts not named have no rate limit
+    # but still honour Retry-After and the in-flight cap. The limiter runs at
+    # quota * (1 - rate_headroom): the headroom absorbs grant-to-arrival jitter against
+    # providers that count calls in any sliding one-second window.
+    rate_limits: dict[str, float] = Field(default_factory=dict)
+    rate_headroom: float = Field(default=0.02, ge=0, lt=1)
+    max_in_flight: int = Field(default=256, ge=0)  # per provider account; 0 = no cap
+    ratelimit_backend: Literal["auto", "redis", "local", "off"] = "auto"  # auto: Redis broker -> redis
+    ratelimit_url: str = ""  # default: the broker URL when it is Redis
+    ratelimit_prefix: str = "idbatch:rl"
+    ratelimit_max_wait_s: float = Field(default=2.0, ge=0)  # longer waits give the slot back
+    circuit_probe_s: float = Field(default=300.0, ge=0)  # half-open probe period; 0 = operator only
+    circuit_cache_s: float = Field(default=2.0, ge=0)
 
     # Local image files are handed to URL-only providers through the image gateway,
     # which serves them under short-lived HMAC-signed URLs.
@@ -53,6 +95,24 @@ class Settings(BaseSettings):
     gateway_url_ttl_s: int = 300
 
     image_max_bytes: int = 10 * 1024 * 1024
+
+    # S3: credentials and region come from boto3's default chain (AWS_* env, profile,
+    # instance role); only the endpoint is ours, for S3-compatible stores (MinIO).
+    s3_endpoint_url: str | None = None
+    s3_presign_ttl_s: int = Field(default=300, ge=30, le=3600)
+    # How S3 images reach each provider, {"provider": "url" | "inline"}; providers not
+    # named use idbatch.storage.handoff.DEFAULT_HANDOFF.
+    s3_handoff: dict[str, Literal["url", "inline"]] = Field(default_factory=dict)
+    # `idbatch listen`: S3 event notifications from SQS (endpoint override for tests/local).
+    sqs_endpoint_url: str | None = None
+    events_queue_url: str = ""
+    events_dlq_url: str = ""
+    events_wait_s: int = Field(default=20, ge=0, le=20)
+    events_visibility_s: int = Field(default=300, ge=1, le=43200)
+    events_max_receives: int = Field(default=5, ge=1)
+    # Ingest publishes one message per committed chunk that a worker fans out ("fanout"),
+    # or one message per job from the producer ("each").
+    ingest_publish: Literal["fanout", "each"] = "fanout"
     # Manifest URLs pointing at loopback/private/link-local addresses are refused
     # (SSRF); tests and the simulator may allow named hosts explicitly.
     allowed_private_hosts: list[str] = Field(default_factory=list)
@@ -71,7 +131,7 @@ class Settings(BaseSettings):
         if self.env == "production":
             placeholders = [
                 name
-                for name in ("acedata_token", "gateway_secret")
+                for name in ("gateway_secret", *PROVIDER_SECRETS.get(self.provider, ()))
                 if getattr(self, name).get_secret_value() == DEV_PLACEHOLDER
             ]
             if self.pii_key is None:

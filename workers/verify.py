@@ -4,19 +4,39 @@ The provider call happens *outside* any database transaction (a slow provider mu
 hold a connection or a SQLite write lock); the claim before it and the record after it
 are each one short transaction. The lease taken by the claim is what makes a redelivered
 message harmless: a second worker finds the job not claimable and acknowledges.
+
+Idempotency has two keys. ``job.idempotency_key`` is computed at ingest from image
+*references* (cheap: ingest must not read 20k images a second) and finds duplicate rows
+and resubmitted manifests. It cannot prove two references hold the same picture, so
+right before calling, the worker computes ``job.content_key`` from the image *bytes* +
+provider + config + claimed identity (``_prepare_call``): if an earlier job with that key
+has a paid answer, the job reuses it (``reused_from``) instead of paying again, unless
+its batch is a ``rerun`` (``idbatch submit --force``), whose purpose is to call again.
+A partial unique index lets only one ``running`` job hold a content key, so two copies
+of one card never call at the same time: the second waits and then reuses the answer.
+
+A paid answer is never thrown away: if the database is unreachable when the answer
+is recorded, the finishing transaction is retried with capped backoff for as long as it
+takes (``_durably``). The answer stays in memory meanwhile; the alternative, spooling it
+to a local file, would need a replayer and PII-at-rest handling on every worker host,
+while keeping the thread busy only delays this one job. A worker killed during that
+wait loses the answer, and the re-delivery pays again: bounded by kills x concurrency.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from db.models import Attempt, Batch, Job, JobWarning, Result, utcnow
@@ -24,6 +44,7 @@ from db.session import session_scope
 from idbatch import images
 from idbatch.domain import (
     AttemptOutcome,
+    BatchKind,
     BatchState,
     JobStatus,
     NormalizedResult,
@@ -37,6 +58,7 @@ from idbatch.logging import get_logger
 from idbatch.pii import scrub, strip_images, vault
 from idbatch.providers import errors
 from idbatch.providers.base import CallRecord, ImageSource, ProviderAnswer, VerifyRequest
+from idbatch.storage.base import StorageUnavailable
 from workers.retry import RetryPolicy
 from workers.runtime import Runtime
 
@@ -44,6 +66,9 @@ log = get_logger(__name__)
 
 CLAIMABLE = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRY_WAIT)
 ACCOUNT_BLOCKED_PAUSE_S = 300.0
+CLAIM_DB_TRIES = 5  # then give up: the job stays queued and the sweeper re-publishes it
+DB_BACKOFF_CAP_S = 30.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,7 @@ class Claim:
     provider: str
     config: dict[str, object]
     source: str
+    rerun: bool = False  # the batch asks to call again, not to reuse earlier answers
 
 
 @dataclass(frozen=True)
@@ -82,13 +108,16 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
             lease_until=now + dt.timedelta(seconds=lease_s),
             attempt_count=Job.attempt_count + 1,
             updated_at=now,
+            content_key=None,  # set again by _prepare_call right before the provider call
         )
         .returning(Job.batch_id, Job.attempt_count, Job.front_image, Job.back_image)
     ).one_or_none()
     if row is None:
         return None
     batch = session.execute(
-        select(Batch.provider, Batch.provider_config, Batch.source).where(Batch.id == row.batch_id)
+        select(Batch.provider, Batch.provider_config, Batch.source, Batch.kind).where(
+            Batch.id == row.batch_id
+        )
     ).one()
     return Claim(
         job_id,
@@ -99,18 +128,28 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
         batch.provider,
         dict(batch.provider_config or {}),
         batch.source,
+        rerun=batch.kind == BatchKind.RERUN,
     )
 
 
-def image_source(rt: Runtime, ref: str, manifest_source: str) -> ImageSource:
-    """Turn a stored reference into something a provider can receive, or raise ImageRefError."""
+def image_source(rt: Runtime, ref: str, manifest_source: str, provider: str = "") -> ImageSource:
+    """Turn a stored reference into something a provider can receive.
+
+    Raises ImageRefError (the job is rejected) or StorageUnavailable (it is retried).
+    """
     settings = rt.settings
     kind = images.classify_ref(ref)
     if kind == "http":
         images.check_url(ref, settings.allowed_private_hosts, resolve=True)
         return ImageSource(ref=ref, url=ref, load=None)
     if kind == "s3":
-        raise images.ImageRefError("s3:// references need the S3 producer (pip install idbatch[s3])")
+        from idbatch.storage.handoff import s3_image_source
+
+        return s3_image_source(settings, ref, provider)
+    if "://" in manifest_source:
+        # Producers resolve a remote manifest's relative paths at ingest; a local path
+        # left in such a batch must never make the worker open one of its own files.
+        raise images.ImageRefError("local file path in a batch whose manifest is not a local file")
     base = Path(manifest_source).parent if manifest_source and "://" not in manifest_source else None
     path = images.resolve_local(ref, base)
     data = images.read_local(path, settings.image_max_bytes)
@@ -129,8 +168,12 @@ def process_job(
 ) -> Outcome:
     settings = rt.settings
     policy = policy or RetryPolicy(settings.max_attempts, settings.backoff_base_s, settings.backoff_cap_s)
-    with session_scope() as session:
-        claimed = claim(session, job_id, rt.worker_id, settings.lease_s)
+
+    def claim_tx() -> Claim | None:
+        with session_scope() as session:
+            return claim(session, job_id, rt.worker_id, settings.lease_s)
+
+    claimed = _durably(claim_tx, "claim", tries=CLAIM_DB_TRIES)
     if claimed is None:
         return Outcome(None)  # terminal, paused, someone else's, or not yet due
 
@@ -138,22 +181,199 @@ def process_job(
     try:
         if not claimed.front_image:
             raise images.ImageRefError("missing")
-        front = image_source(rt, claimed.front_image, claimed.source)
+        front = image_source(rt, claimed.front_image, claimed.source, claimed.provider)
         column = "back_image"
-        back = image_source(rt, claimed.back_image, claimed.source) if claimed.back_image else None
+        back = (
+            image_source(rt, claimed.back_image, claimed.source, claimed.provider)
+            if claimed.back_image
+            else None
+        )
     except images.ImageRefError as exc:
-        return _finish_rejected(claimed, f"{column}: {exc}", rt)
+        reason = f"{column}: {exc}"
+        return _durably(lambda: _finish_rejected(claimed, reason, rt), "finish")
+    except StorageUnavailable as exc:
+        # The image store failed, not the provider (no call was made): retry like a 5xx.
+        error = errors.Unavailable(f"{column}: {exc}", side=column.removesuffix("_image"))
+        account = rt.provider(claimed.provider).account
+        return _finish_error(claimed, error, now(), 0.0, account, policy, rt, handoff="none")
+
+    key = _durably(lambda: content_key(claimed, front, back), "prepare")
+    prepared = _durably(lambda: _prepare_call(claimed, key, rt), "prepare")
+    if prepared is not None:
+        return prepared
 
     provider = rt.provider(claimed.provider)
+    # Circuit breaker + the account's shared rate limit; may sleep briefly for its token.
+    ticket = rt.gate().enter(claimed.provider, provider.account)
+    if ticket.defer_s is not None:
+        return _defer(claimed, ticket.defer_s, ticket.error_class or "throttled", ticket.reason, rt)
     request = VerifyRequest(job_id=job_id, front=front, back=back, config=claimed.config)
+    handoff = "url" if front.url is not None else "inline"  # what the adapter can have sent
     started = now()
     t0 = time.perf_counter()
     try:
-        answer = provider.verify(request)
+        with ticket:  # frees the in-flight slot; feeds the outcome to the limiter and circuit
+            answer = provider.verify(request)
     except errors.ProviderError as exc:
         latency_ms = (time.perf_counter() - t0) * 1000
-        return _finish_error(claimed, exc, started, latency_ms, provider.account, policy, rt)
-    return _finish_answer(claimed, answer, started, provider.account, rt)
+        failure = exc
+        return _durably(
+            lambda: _finish_error(
+                claimed, failure, started, latency_ms, provider.account, policy, rt, handoff=handoff
+            ),
+            "finish",
+        )
+    return _durably(lambda: _finish_answer(claimed, answer, started, provider.account, rt), "finish")
+
+
+def _durably(fn: Callable[[], T], what: str, *, tries: int | None = None) -> T:
+    """Run a transaction, retrying while the database is unreachable (forever by default).
+
+    Only connection-level errors are retried (server restarted, connection terminated,
+    SQLite busy); anything else is a bug and propagates. Each try is a fresh session,
+    so a half-done transaction is never reused.
+    """
+    delay = 0.2
+    n = 0
+    while True:
+        try:
+            return fn()
+        except (OperationalError, InterfaceError) as exc:
+            n += 1
+            if tries is not None and n >= tries:
+                raise
+            log.warning("database unavailable, retrying", step=what, tries=n, error=str(exc.orig))
+            time.sleep(delay)
+            delay = min(delay * 2, DB_BACKOFF_CAP_S)
+
+
+def _digest(source: ImageSource | None) -> str | None:
+    if source is None:
+        return None
+    if source.load is not None:
+        return hashlib.sha256(source.load()).hexdigest()
+    return "ref:" + source.ref  # a URL the provider fetches itself: its content is unknown here
+
+
+def content_key(claimed: Claim, front: ImageSource, back: ImageSource | None) -> str:
+    """What is verified: image bytes, provider, its config, the claimed identity (keyed hash)."""
+    with session_scope() as session:
+        name_enc, id_enc = session.execute(
+            select(Job.claimed_name_enc, Job.claimed_id_enc).where(Job.id == claimed.job_id)
+        ).one()
+    v = vault()
+    material = json.dumps(
+        [
+            claimed.provider,
+            claimed.config,
+            _digest(front),
+            _digest(back),
+            v.decrypt(name_enc),
+            v.decrypt(id_enc),
+        ],
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    # Keyed (HMAC) so the key of a known card cannot be recomputed without the PII key.
+    return v.lookup_hash(material) or ""
+
+
+def _stored_outcome(session: Session, claimed: Claim, owner: str) -> Outcome | None:
+    """If this job's answer is already stored (earlier worker, ambiguous commit), finish from it."""
+    verdict = session.scalar(select(Result.verdict).where(Result.job_id == claimed.job_id))
+    if verdict is None:
+        return None
+    status = JobStatus.PASSED if verdict == Verdict.PASSED else JobStatus.NEGATIVE
+    _release(session, claimed, owner, status=status, finished_at=utcnow(), attempt_count=claimed.attempt - 1)
+    return Outcome(status)
+
+
+def _prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
+    """Decide whether a provider call is needed; None means "call now"."""
+    owner = rt.worker_id
+    with session_scope() as session:
+        stored = _stored_outcome(session, claimed, owner)
+        if stored is not None:
+            return stored
+        source = _reusable_source(session, claimed, key)
+        if source is not None:
+            return _reuse(session, claimed, key, source, owner)
+        try:
+            with session.begin_nested():
+                held = session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == claimed.job_id, Job.status == JobStatus.RUNNING, Job.lease_owner == owner
+                    )
+                    .values(content_key=key)
+                ).rowcount  # type: ignore[attr-defined]
+        except IntegrityError:
+            # The same card is being verified by another job right now: wait for its
+            # answer instead of paying for a second one. Not counted as an attempt.
+            wait_s = max(1.0, rt.settings.sweep_interval_s)
+            _release(
+                session,
+                claimed,
+                owner,
+                status=JobStatus.RETRY_WAIT,
+                attempt_count=claimed.attempt - 1,
+                next_attempt_at=utcnow() + dt.timedelta(seconds=wait_s),
+                content_key=None,
+            )
+            return Outcome(JobStatus.RETRY_WAIT, wait_s)
+        if not held:
+            return Outcome(None)  # our lease expired and another worker took the job
+    return None
+
+
+def _reusable_source(session: Session, claimed: Claim, key: str) -> Result | None:
+    """The latest paid answer for the same content key (a rerun reuses only its own batch's)."""
+    stmt = (
+        select(Result)
+        .join(Job, Job.id == Result.job_id)
+        .where(Job.content_key == key, Job.id != claimed.job_id)
+        .order_by(Result.id.desc())
+        .limit(1)
+    )
+    if claimed.rerun:
+        stmt = stmt.where(Job.batch_id == claimed.batch_id)
+    return session.scalars(stmt).first()
+
+
+def _reuse(session: Session, claimed: Claim, key: str, source: Result, owner: str) -> Outcome:
+    """Copy an earlier paid answer (result + warnings) to this job; no provider call."""
+    origin = session.scalar(select(Job.reused_from).where(Job.id == source.job_id)) or source.job_id
+    skip = {"id", "job_id", "created_at"}
+    copied = {c.key: getattr(source, c.key) for c in Result.__table__.columns if c.key not in skip}
+    session.add(Result(job_id=claimed.job_id, **copied))
+    warnings = session.scalars(select(JobWarning).where(JobWarning.job_id == source.job_id)).all()
+    session.add_all(
+        JobWarning(
+            job_id=claimed.job_id,
+            code=w.code,
+            source=w.source,
+            provider_code=w.provider_code,
+            detail=w.detail,
+        )
+        for w in warnings
+    )
+    status = JobStatus.PASSED if source.verdict == Verdict.PASSED else JobStatus.NEGATIVE
+    _release(
+        session,
+        claimed,
+        owner,
+        status=status,
+        finished_at=utcnow(),
+        attempt_count=claimed.attempt - 1,
+        content_key=key,
+        reused_from=origin,
+        error_class=None,
+        last_error=None,
+        next_attempt_at=None,
+    )
+    return Outcome(status)
 
 
 def _attempt_rows(
@@ -199,6 +419,9 @@ def _finish_answer(
         warns.append(Warn(WarningCode.EXPIRED, WarningSource.LOCAL, detail=f"valid to {result.valid_to}"))
     v = vault()
     with session_scope() as session:
+        stored = _stored_outcome(session, claimed, rt.worker_id)  # e.g. our commit was ambiguous
+        if stored is not None:
+            return stored
         job = session.get_one(Job, claimed.job_id)
         warns += claim_warnings(v.decrypt(job.claimed_name_enc), v.decrypt(job.claimed_id_enc), result)
         verdict = Verdict.PASSED if result.verdict == Verdict.PASSED and not warns else Verdict.NEGATIVE
@@ -303,6 +526,22 @@ def _finish_rejected(claimed: Claim, reason: str, rt: Runtime) -> Outcome:
     return Outcome(JobStatus.REJECTED)
 
 
+def _defer(claimed: Claim, delay_s: float, error_class: str, reason: str, rt: Runtime) -> Outcome:
+    """No call was made (circuit open, or no token soon): put the job back, attempt unspent."""
+    with session_scope() as session:
+        _release(
+            session,
+            claimed,
+            rt.worker_id,
+            status=JobStatus.RETRY_WAIT,
+            error_class=error_class,
+            last_error=scrub(reason),
+            attempt_count=claimed.attempt - 1,
+            next_attempt_at=utcnow() + dt.timedelta(seconds=delay_s),
+        )
+    return Outcome(JobStatus.RETRY_WAIT, delay_s)
+
+
 def _outcome_of(exc: errors.ProviderError) -> AttemptOutcome:
     if isinstance(exc, errors.RateLimited):
         return AttemptOutcome.RATE_LIMITED
@@ -323,6 +562,8 @@ def _finish_error(
     account: str,
     policy: RetryPolicy,
     rt: Runtime,
+    *,
+    handoff: str = "url",
 ) -> Outcome:
     message = scrub(exc.message)
     failed_call = CallRecord(
@@ -332,7 +573,7 @@ def _finish_error(
         request_id=exc.request_id,
         latency_ms=latency_ms,
         billable=exc.billable,
-        handoff="url",
+        handoff=handoff,
     )
     attempts = _attempt_rows(claimed, exc.calls, started, account, AttemptOutcome.ANSWERED)
     attempts += _attempt_rows(claimed, [failed_call], started, account, _outcome_of(exc))
@@ -342,7 +583,7 @@ def _finish_error(
         session.add_all(attempts)
         if isinstance(exc, errors.AccountBlocked):
             # Not the job's fault: keep it, do not count the attempt, try again later.
-            retry_in = ACCOUNT_BLOCKED_PAUSE_S
+            retry_in = rt.settings.circuit_probe_s or ACCOUNT_BLOCKED_PAUSE_S  # the circuit opened
             status = JobStatus.RETRY_WAIT
             _release(
                 session,
