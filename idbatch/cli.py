@@ -49,11 +49,16 @@ def demo(
     count: Annotated[int, typer.Option(help="synthetic cards in the sample")] = 200,
     seed: Annotated[int | None, typer.Option(help="seed for a reproducible sample")] = None,
     concurrency: Annotated[int, typer.Option(help="in-process worker threads")] = 16,
+    provider: Annotated[
+        str, typer.Option(help="acedata, tencent_faceid, tencent_ocr or aliyun_market (all simulated)")
+    ] = "acedata",
 ) -> None:
     """Run a real batch of synthetic cards end to end on the embedded default."""
-    from idbatch.demo import run_demo
+    from idbatch.demo import DEMO_QUOTAS, run_demo
 
-    result = run_demo(console, count=count, seed=seed, concurrency=concurrency)
+    if provider not in DEMO_QUOTAS:
+        raise typer.BadParameter(f"unknown provider {provider!r}; choose from {', '.join(DEMO_QUOTAS)}")
+    result = run_demo(console, count=count, seed=seed, concurrency=concurrency, provider=provider)
     if not (result.report.accounted and result.report.done and result.report.jobs == count):
         console.print("[red]not every row reached a terminal state[/red]")
         raise typer.Exit(1)
