@@ -108,11 +108,12 @@ def test_chaos_ci_sized() -> None:
     )
     assert proc.stdout.strip(), proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["lost"] == 0
-    assert result["duplicate_results"] == 0
-    assert result["kills"] == 2
-    assert result["redis_restarts"] == 1
-    assert result["postgres_restarts"] == 1
-    assert result["duplicate_billable_calls"] <= result["kills"] * result["worker_concurrency"]
-    assert result["resubmit_billable_calls"] == 0
-    assert result["ok"], result
+    why = f"{json.dumps(result)}\n--- bench stderr (tail) ---\n{proc.stderr[-4000:]}"
+    assert result["lost"] == 0, why
+    assert result["duplicate_results"] == 0, why
+    assert result["kills"] == 2, why
+    assert result["redis_restarts"] == 1, why
+    assert result["postgres_restarts"] == 1, why
+    assert result["duplicate_billable_calls"] <= result["kills"] * result["worker_concurrency"], why
+    assert result["resubmit_billable_calls"] == 0, why
+    assert result["ok"], why
