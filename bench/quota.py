@@ -47,6 +47,12 @@ sys.path.insert(0, str(ROOT))
 PG_ADMIN = os.environ.get("IDBATCH_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("IDBATCH_BENCH_REDIS", "redis://127.0.0.1:6379")
 SIM_TOKEN = "sim-acedata-token"  # noqa: S105 - the simulator's local test credential
+TENCENT_ID, TENCENT_KEY = "sim-tencent-secret-id", "sim-tencent-secret-key"
+# Per provider: the simulator's protocol name (its quota key) and its account key.
+PROVIDERS = {
+    "acedata": ("acedata", f"acedata:{SIM_TOKEN}"),
+    "tencent_faceid": ("faceid", f"faceid:{TENCENT_ID}"),
+}
 PII_KEY = "k3Qk0m9o0nQyX1y4e5Vv2y4j4h2m0p3qZ9a8b7c6d5E="  # a throwaway Fernet key for the bench
 
 
@@ -207,12 +213,16 @@ def run_mode(
             "IDBATCH_PII_KEY": PII_KEY,
             "IDBATCH_ACEDATA_BASE_URL": sim_url,
             "IDBATCH_ACEDATA_TOKEN": SIM_TOKEN,
+            "IDBATCH_FACEID_BASE_URL": f"{sim_url}/tencent/faceid",
+            "IDBATCH_TENCENT_SECRET_ID": TENCENT_ID,
+            "IDBATCH_TENCENT_SECRET_KEY": TENCENT_KEY,
+            "IDBATCH_TENCENT_HANDOFF": "inline",
             "IDBATCH_GATEWAY_URL": gw_url,
             "IDBATCH_GATEWAY_SECRET": args.gateway_secret,
             "IDBATCH_WORKER_CONCURRENCY": str(args.concurrency),
             "IDBATCH_BACKOFF_BASE_S": "0.5",
             "IDBATCH_BACKOFF_CAP_S": "10",
-            "IDBATCH_RATE_LIMITS": json.dumps({"acedata": args.quota}),
+            "IDBATCH_RATE_LIMITS": json.dumps({args.provider: args.quota}),
             "IDBATCH_RATE_HEADROOM": str(args.headroom),
             "IDBATCH_RATELIMIT_PREFIX": f"idbatch:qbench:{run_id}",
             "IDBATCH_RATELIMIT_BACKEND": "redis" if mode == "limiter" else "off",
@@ -238,7 +248,7 @@ def run_mode(
         )
         try:
             current_app(settings)
-            result = submit_path(manifest, settings=settings, provider="acedata")
+            result = submit_path(manifest, settings=settings, provider=args.provider)
             # The baseline may crawl; its rate is measured over what it did in the time given.
             budget = 4 * args.jobs / args.quota if mode == "limiter" else 2 * args.jobs / args.quota
             deadline = time.monotonic() + max(120.0, budget)
@@ -262,8 +272,9 @@ def run_mode(
             from workers.ratelimit import RedisLimiter
 
             limiter = RedisLimiter(redis.Redis.from_url(args.redis_url), env["IDBATCH_RATELIMIT_PREFIX"])
-            events = limiter.events("acedata:default")
-    stats = httpx.get(f"{sim_url}/_sim/stats", timeout=5).json()["accounts"].get(f"acedata:{SIM_TOKEN}", {})
+            events = limiter.events(f"{args.provider}:default")
+    account = PROVIDERS[args.provider][1]
+    stats = httpx.get(f"{sim_url}/_sim/stats", timeout=5).json()["accounts"].get(account, {})
     terminal = all(JobStatus(s) in TERMINAL_STATUSES for s in figures["counts"])
     return {
         "quota_rps": args.quota,
@@ -313,6 +324,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quota", type=float, default=100.0, help="provider quota, calls/s")
+    parser.add_argument(
+        "--provider",
+        choices=sorted(PROVIDERS),
+        default="acedata",
+        help="acedata fetches each image from the image gateway (URL hand-off); tencent_faceid "
+        "receives it inline (base64), as a 100/s FaceID account would",
+    )
     parser.add_argument("--workers", type=int, default=4, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=24, help="threads per worker process")
     parser.add_argument("--jobs", type=int, default=0, help="jobs per run (default: 60 s at the quota)")
@@ -346,7 +364,7 @@ def main() -> None:
             "--registry",
             str(Path(tmp) / "registry.jsonl"),
             "--quota",
-            f"acedata={args.quota}",
+            f"{PROVIDERS[args.provider][0]}={args.quota}",
             "--fault",
             f"latency_ms={args.latency_ms}",
             "--fault",
@@ -361,6 +379,7 @@ def main() -> None:
         ):
             out = run_mode("limiter", args, manifest, sim_url, gw_url)
             out["config"] = {
+                "provider": args.provider,
                 "workers": args.workers,
                 "threads_per_worker": args.concurrency,
                 "latency_ms_median": args.latency_ms,

@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from idbatch.settings import get_settings
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> Engine:
+    """An engine for ``url``; ``pre_ping`` tests each pooled connection before handing it out.
+
+    Pre-ping costs a round trip per checkout. Worker processes turn it off
+    (``IDBATCH_DB_PRE_PING=false`` from ``idbatch worker``): every worker transaction runs
+    under ``workers.verify._durably``, which retries a connection that died (Postgres
+    restarted, backend terminated) on a fresh one after SQLAlchemy invalidated the pool.
+    Producers, the CLI and tools keep it on and reconnect transparently.
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -46,13 +54,17 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_recycle=1800
+    )
 
 
 @lru_cache(maxsize=1)
 def engine() -> Engine:
     settings = get_settings()
-    return make_engine(settings.database_url, pool_size=settings.worker_concurrency + 2)
+    return make_engine(
+        settings.database_url, pool_size=settings.worker_concurrency + 2, pre_ping=settings.db_pre_ping
+    )
 
 
 @lru_cache(maxsize=1)

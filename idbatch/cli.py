@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -193,6 +194,12 @@ def worker(
             "in embedded mode"
         )
         raise typer.Exit(2)
+    if "IDBATCH_DB_PRE_PING" not in os.environ:
+        # Worker transactions retry dead connections themselves (workers.verify._durably):
+        # skip the per-checkout ping round trip (see db.session.make_engine).
+        from idbatch.embedded import apply_env
+
+        settings = apply_env({"IDBATCH_DB_PRE_PING": "false"})
     from workers.app_factory import sweep_queue
     from workers.celery_app import app as celery_app
 

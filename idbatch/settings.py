@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 120.0
     lease_s: int = 300
+    # Test pooled connections before use; `idbatch worker` turns it off (see db.session).
+    db_pre_ping: bool = True
     # The sweeper (workers.sweeper) re-publishes from Postgres: due retries every
     # ``sweep_interval_s``; queued jobs whose message is older than ``requeue_after_s``
     # once the broker queue is empty (their message was lost).

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import time
 import unicodedata
@@ -82,6 +83,40 @@ class Claim:
     config: dict[str, object]
     source: str
     rerun: bool = False  # the batch asks to call again, not to reuse earlier answers
+    claimed_name_enc: bytes | None = None
+    claimed_id_enc: bytes | None = None
+
+
+@dataclass(frozen=True)
+class _BatchFacts:
+    provider: str
+    config: dict[str, object]
+    source: str
+    rerun: bool
+
+
+# Provider, config, source and kind never change after a batch is created (its *state*
+# does, and claim() reads that fresh), so each worker process reads them once per batch.
+# Keyed by database too: ids restart in every database a process may talk to (tests).
+_batch_facts: dict[tuple[str, int], _BatchFacts] = {}
+
+
+def _facts(session: Session, batch_id: int) -> _BatchFacts:
+    key = (str(session.get_bind().engine.url), batch_id)
+    facts = _batch_facts.get(key)
+    if facts is None:
+        row = session.execute(
+            select(Batch.provider, Batch.provider_config, Batch.source, Batch.kind).where(
+                Batch.id == batch_id
+            )
+        ).one()
+        facts = _BatchFacts(
+            row.provider, dict(row.provider_config or {}), row.source, row.kind == BatchKind.RERUN
+        )
+        if len(_batch_facts) > 10_000:
+            _batch_facts.clear()
+        _batch_facts[key] = facts
+    return facts
 
 
 @dataclass(frozen=True)
@@ -101,6 +136,7 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
     batch_active = exists().where(Batch.id == Job.batch_id, Batch.state == BatchState.ACTIVE)
     row = session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id == job_id, claimable, batch_active)
         .values(
             status=JobStatus.RUNNING,
@@ -110,25 +146,30 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
             updated_at=now,
             content_key=None,  # set again by _prepare_call right before the provider call
         )
-        .returning(Job.batch_id, Job.attempt_count, Job.front_image, Job.back_image)
+        .returning(
+            Job.batch_id,
+            Job.attempt_count,
+            Job.front_image,
+            Job.back_image,
+            Job.claimed_name_enc,
+            Job.claimed_id_enc,
+        )
     ).one_or_none()
     if row is None:
         return None
-    batch = session.execute(
-        select(Batch.provider, Batch.provider_config, Batch.source, Batch.kind).where(
-            Batch.id == row.batch_id
-        )
-    ).one()
+    facts = _facts(session, row.batch_id)
     return Claim(
         job_id,
         row.batch_id,
         row.attempt_count,
         row.front_image,
         row.back_image,
-        batch.provider,
-        dict(batch.provider_config or {}),
-        batch.source,
-        rerun=batch.kind == BatchKind.RERUN,
+        facts.provider,
+        facts.config,
+        facts.source,
+        rerun=facts.rerun,
+        claimed_name_enc=row.claimed_name_enc,
+        claimed_id_enc=row.claimed_id_enc,
     )
 
 
@@ -197,7 +238,7 @@ def process_job(
         account = rt.provider(claimed.provider).account
         return _finish_error(claimed, error, now(), 0.0, account, policy, rt, handoff="none")
 
-    key = _durably(lambda: content_key(claimed, front, back), "prepare")
+    key = content_key(claimed, front, back)
     prepared = _durably(lambda: _prepare_call(claimed, key, rt), "prepare")
     if prepared is not None:
         return prepared
@@ -223,7 +264,15 @@ def process_job(
             ),
             "finish",
         )
-    return _durably(lambda: _finish_answer(claimed, answer, started, provider.account, rt), "finish")
+    tries = itertools.count()
+
+    def finish() -> Outcome:
+        retried = next(tries) > 0
+        return _finish_answer(
+            claimed, answer, started, provider.account, rt, check_stored=retried or claimed.attempt > 1
+        )
+
+    return _durably(finish, "finish")
 
 
 def _durably(fn: Callable[[], T], what: str, *, tries: int | None = None) -> T:
@@ -257,10 +306,7 @@ def _digest(source: ImageSource | None) -> str | None:
 
 def content_key(claimed: Claim, front: ImageSource, back: ImageSource | None) -> str:
     """What is verified: image bytes, provider, its config, the claimed identity (keyed hash)."""
-    with session_scope() as session:
-        name_enc, id_enc = session.execute(
-            select(Job.claimed_name_enc, Job.claimed_id_enc).where(Job.id == claimed.job_id)
-        ).one()
+    name_enc, id_enc = claimed.claimed_name_enc, claimed.claimed_id_enc
     v = vault()
     material = json.dumps(
         [
@@ -291,28 +337,34 @@ def _stored_outcome(session: Session, claimed: Claim, owner: str) -> Outcome | N
 
 
 def _prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
-    """Decide whether a provider call is needed; None means "call now"."""
+    """Decide whether a provider call is needed; None means "call now".
+
+    One transaction, no savepoint: the content-key update is its last statement, so a
+    unique-index conflict (the same card being verified by another job right now) rolls
+    back nothing else and is handled in a transaction of its own.
+    """
     owner = rt.worker_id
-    with session_scope() as session:
-        stored = _stored_outcome(session, claimed, owner)
-        if stored is not None:
-            return stored
-        source = _reusable_source(session, claimed, key)
-        if source is not None:
-            return _reuse(session, claimed, key, source, owner)
-        try:
-            with session.begin_nested():
-                held = session.execute(
-                    update(Job)
-                    .where(
-                        Job.id == claimed.job_id, Job.status == JobStatus.RUNNING, Job.lease_owner == owner
-                    )
-                    .values(content_key=key)
-                ).rowcount  # type: ignore[attr-defined]
-        except IntegrityError:
-            # The same card is being verified by another job right now: wait for its
-            # answer instead of paying for a second one. Not counted as an attempt.
-            wait_s = max(1.0, rt.settings.sweep_interval_s)
+    try:
+        with session_scope() as session:
+            if claimed.attempt > 1:  # an earlier attempt may have stored the answer
+                stored = _stored_outcome(session, claimed, owner)
+                if stored is not None:
+                    return stored
+            source = _reusable_source(session, claimed, key)
+            if source is not None:
+                return _reuse(session, claimed, key, source, owner)
+            held = session.execute(
+                update(Job)
+                .execution_options(synchronize_session=False)
+                .where(Job.id == claimed.job_id, Job.status == JobStatus.RUNNING, Job.lease_owner == owner)
+                .values(content_key=key)
+            ).rowcount  # type: ignore[attr-defined]
+            if not held:
+                return Outcome(None)  # our lease expired and another worker took the job
+    except IntegrityError:
+        # Wait for the other job's answer instead of paying for a second one; not an attempt.
+        wait_s = max(1.0, rt.settings.sweep_interval_s)
+        with session_scope() as session:
             _release(
                 session,
                 claimed,
@@ -322,9 +374,7 @@ def _prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
                 next_attempt_at=utcnow() + dt.timedelta(seconds=wait_s),
                 content_key=None,
             )
-            return Outcome(JobStatus.RETRY_WAIT, wait_s)
-        if not held:
-            return Outcome(None)  # our lease expired and another worker took the job
+        return Outcome(JobStatus.RETRY_WAIT, wait_s)
     return None
 
 
@@ -403,6 +453,7 @@ def _release(session: Session, claimed: Claim, owner: str, **values: object) -> 
     """Update our job only while we still hold its lease."""
     result = session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id == claimed.job_id, Job.status == JobStatus.RUNNING, Job.lease_owner == owner)
         .values(lease_owner=None, lease_until=None, updated_at=utcnow(), **values)
     )
@@ -410,51 +461,65 @@ def _release(session: Session, claimed: Claim, owner: str, **values: object) -> 
 
 
 def _finish_answer(
-    claimed: Claim, answer: ProviderAnswer, started: dt.datetime, account: str, rt: Runtime
+    claimed: Claim,
+    answer: ProviderAnswer,
+    started: dt.datetime,
+    account: str,
+    rt: Runtime,
+    *,
+    check_stored: bool = False,
 ) -> Outcome:
+    """Record attempt(s), result, warnings and the final status in one transaction.
+
+    ``check_stored`` looks for an answer already stored for this job first; only needed
+    when the finishing transaction is being retried (its commit may have landed) or the
+    job was claimed before. A result stored by another worker meanwhile (our lease had
+    expired) surfaces as a unique violation: then only our attempts are recorded, so the
+    paid call is still accounted for.
+    """
     result = answer.result
     warns = list(result.warnings)
     warns += local_warnings(result.id_number, result.sex, result.birth)
     if result.valid_to is not None and result.valid_to < dt.datetime.now(dt.UTC).date():
         warns.append(Warn(WarningCode.EXPIRED, WarningSource.LOCAL, detail=f"valid to {result.valid_to}"))
     v = vault()
-    with session_scope() as session:
-        stored = _stored_outcome(session, claimed, rt.worker_id)  # e.g. our commit was ambiguous
-        if stored is not None:
-            return stored
-        job = session.get_one(Job, claimed.job_id)
-        warns += claim_warnings(v.decrypt(job.claimed_name_enc), v.decrypt(job.claimed_id_enc), result)
-        verdict = Verdict.PASSED if result.verdict == Verdict.PASSED and not warns else Verdict.NEGATIVE
-        session.add_all(_attempt_rows(claimed, answer.calls, started, account, AttemptOutcome.ANSWERED))
-        try:
-            with session.begin_nested():
-                session.add(_result_row(claimed, result, verdict))
-                session.flush()
-        except IntegrityError:
-            # Another worker already stored this job's answer (our lease had expired).
-            log.warning("result already recorded", job_id=claimed.job_id)
-            return Outcome(None)
-        session.add_all(
-            JobWarning(
-                job_id=claimed.job_id,
-                code=w.code.value,
-                source=w.source.value,
-                provider_code=w.provider_code,
-                detail=scrub(w.detail) if w.detail else None,
+    warns += claim_warnings(v.decrypt(claimed.claimed_name_enc), v.decrypt(claimed.claimed_id_enc), result)
+    verdict = Verdict.PASSED if result.verdict == Verdict.PASSED and not warns else Verdict.NEGATIVE
+    status = JobStatus.PASSED if verdict == Verdict.PASSED else JobStatus.NEGATIVE
+    try:
+        with session_scope() as session:
+            if check_stored:
+                stored = _stored_outcome(session, claimed, rt.worker_id)
+                if stored is not None:
+                    return stored
+            session.add_all(_attempt_rows(claimed, answer.calls, started, account, AttemptOutcome.ANSWERED))
+            session.add(_result_row(claimed, result, verdict))
+            session.add_all(
+                JobWarning(
+                    job_id=claimed.job_id,
+                    code=w.code.value,
+                    source=w.source.value,
+                    provider_code=w.provider_code,
+                    detail=scrub(w.detail) if w.detail else None,
+                )
+                for w in warns
             )
-            for w in warns
-        )
-        status = JobStatus.PASSED if verdict == Verdict.PASSED else JobStatus.NEGATIVE
-        _release(
-            session,
-            claimed,
-            rt.worker_id,
-            status=status,
-            finished_at=utcnow(),
-            error_class=None,
-            last_error=None,
-            next_attempt_at=None,
-        )
+            session.flush()
+            _release(
+                session,
+                claimed,
+                rt.worker_id,
+                status=status,
+                finished_at=utcnow(),
+                error_class=None,
+                last_error=None,
+                next_attempt_at=None,
+            )
+    except IntegrityError:
+        log.warning("result already recorded", job_id=claimed.job_id)
+        with session_scope() as session:
+            session.add_all(_attempt_rows(claimed, answer.calls, started, account, AttemptOutcome.ANSWERED))
+        return Outcome(None)
     return Outcome(status)
 
 
