@@ -2,18 +2,21 @@
 
 Runs a real batch (synthetic cards, the simulator with injected provider faults, the
 image gateway) through real ``idbatch worker`` processes and one ``idbatch beat``, on a
-*private* redis-server (own port, no persistence) and a fresh database on the shared
-Postgres. During the run it SIGKILLs a worker several times (restarting it), restarts
-Redis (everything queued is gone: it keeps nothing on disk) and breaks Postgres once.
+*private* redis-server (own port, no persistence) and, by default, a *private* Postgres
+cluster (``initdb`` in a temp dir, own port). During the run it SIGKILLs a worker
+several times (restarting it), restarts Redis (everything queued is gone: it keeps
+nothing on disk) and restarts Postgres once (``pg_ctl restart -m fast``: every
+connection dies and the server is away for a moment). Private servers mean restarting
+them disturbs nobody else on the machine. ``--postgres shared`` uses a database on the
+shared cluster instead and only terminates its connections (``pg_terminate_backend``);
+the JSON names the method used.
 
-The Postgres "restart" terminates every connection of the bench database with
-``pg_terminate_backend`` (what clients see of a restart or failover), not a restart of
-the shared cluster, which would break other users of this machine; the JSON says so.
-
-Then it resubmits the same manifest and counts the new billable calls (must be 0).
+Then it resubmits the same manifest and counts the new billable calls: 0 for every card
+that already had a paid answer (a card whose job failed, never answered, is asked again).
 Prints one JSON object; exits 1 if an invariant does not hold:
 ``lost == 0``, ``duplicate_results == 0``,
-``duplicate_billable_calls <= kills * worker concurrency``, ``resubmit_billable_calls == 0``.
+``duplicate_billable_calls <= kills * worker concurrency``,
+``resubmit_billable_calls_for_paid_cards == 0``.
 
     .venv/bin/python bench/chaos.py --jobs 2000
 """
@@ -21,6 +24,7 @@ Prints one JSON object; exits 1 if an invariant does not hold:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -106,6 +110,66 @@ class PrivateRedis:
         self.start()
 
 
+class PrivatePostgres:
+    """A Postgres cluster of our own (initdb in a temp dir), so restarting it is harmless."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.datadir = workdir / "pgdata"
+        self.log = workdir / "postgres.log"
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not bins:
+            raise RuntimeError("initdb not found under /usr/lib/postgresql")
+        self.bindir = bins[-1].parent
+        # initdb and postgres refuse to run as root: run them as the postgres user then.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run(
+            [*self.as_user, *argv], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def init(self) -> None:
+        self.datadir.mkdir(parents=True)
+        if self.as_user:
+            shutil.chown(self.datadir.parent, "postgres")
+            shutil.chown(self.datadir, "postgres")
+        self._run(
+            str(self.bindir / "initdb"), "-D", str(self.datadir), "-A", "trust", "-U", "postgres", "--no-sync"
+        )
+        self.start()
+
+    def _ctl(self, *argv: str) -> None:
+        opts = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            opts,
+            *argv,
+        )
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def restart(self) -> None:
+        self._ctl("-m", "fast", "restart")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._ctl("-m", "immediate", "stop")
+
+
 def sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         cur = conn.execute(query, params)  # type: ignore[arg-type]
@@ -127,8 +191,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     tmp = Path(tempfile.mkdtemp(prefix="idbatch-chaos-"))
     db_name = f"idbatch_chaos_{uuid.uuid4().hex[:10]}"
-    sql(PG_ADMIN, f'CREATE DATABASE "{db_name}"')
-    pg_psycopg = PG_ADMIN.rsplit("/", 1)[0] + f"/{db_name}"
+    private_pg = PrivatePostgres(free_port(), tmp) if args.postgres == "private" else None
+    if private_pg is not None:
+        private_pg.init()
+    pg_admin = private_pg.admin_url if private_pg is not None else PG_ADMIN
+    sql(pg_admin, f'CREATE DATABASE "{db_name}"')
+    pg_psycopg = pg_admin.rsplit("/", 1)[0] + f"/{db_name}"
     db_url = pg_psycopg.replace("postgresql://", "postgresql+psycopg://", 1)
     redis = PrivateRedis(args.redis_port or free_port(), tmp)
     redis.start()
@@ -227,7 +295,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if redis_restarts == 0 and progress >= 0.4:
                 redis.restart()
                 redis_restarts += 1
-            if postgres_restarts == 0 and progress >= 0.6:
+            if postgres_restarts == 0 and progress >= 0.6 and private_pg is not None:
+                private_pg.restart()
+                postgres_restarts += 1
+            elif postgres_restarts == 0 and progress >= 0.6:
                 sql(
                     PG_ADMIN,
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -248,6 +319,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_until(lambda: terminal(batch2) >= args.jobs, args.timeout)
         sim_after = state.stats_json()["accounts"].get(f"acedata:{SIM_TOKEN}", {})
         resubmit_billable = int(sim_after.get("billable", 0)) - billable_sim
+        # The simulator knows which card each billed answer was for: a card billed again
+        # had been paid for already. A card whose first job *failed* (never answered,
+        # never paid) is rightly asked again; those calls are counted apart.
+        paid_again = int(sim_after.get("duplicate_billable", 0)) - duplicate_billable
         reused = sql(
             pg_psycopg, "SELECT count(*) FROM job WHERE batch_id=%s AND reused_from IS NOT NULL", (batch2,)
         )
@@ -285,13 +360,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "redis_restarts": redis_restarts,
             "redis_restart_method": "kill -9 + start of a private redis-server without persistence",
             "postgres_restarts": postgres_restarts,
-            "postgres_restart_method": "pg_terminate_backend (all connections of the bench database)",
+            "postgres_restart_method": (
+                "pg_ctl restart -m fast of a private cluster"
+                if private_pg is not None
+                else "pg_terminate_backend (all connections of the bench database)"
+            ),
             "fault_rate": args.fault_rate,
             "injected_faults": int(sim_account.get("injected", 0)),
             "provider_calls": int(sim_account.get("calls", 0)),
             "resubmit_jobs_terminal": terminal(batch2),
             "resubmit_reused": int(reused[0][0]),
             "resubmit_billable_calls": resubmit_billable,
+            "resubmit_billable_calls_for_paid_cards": paid_again,
+            "resubmit_billable_calls_for_unanswered_cards": resubmit_billable - paid_again,
             "seconds": round(seconds, 1),
             "rows_generated": len(rows),
         }
@@ -299,7 +380,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["lost"] == 0
             and result["duplicate_results"] == 0
             and result["duplicate_billable_calls"] <= result["duplicate_billable_bound"]
-            and result["resubmit_billable_calls"] == 0
+            and result["resubmit_billable_calls_for_paid_cards"] == 0
             and result["resubmit_jobs_terminal"] == args.jobs
         )
         return result
@@ -315,7 +396,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sim.stop()
         gateway.stop()
         apply_env({})
-        sql(PG_ADMIN, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        if private_pg is not None:
+            private_pg.stop()
+        else:
+            sql(PG_ADMIN, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -325,6 +409,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=2000)
+    p.add_argument(
+        "--postgres",
+        choices=("private", "shared"),
+        default="private",
+        help="restart a private cluster (default) or cut connections on the shared one",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--kills", type=int, default=3)

@@ -56,6 +56,14 @@ PROVIDERS = {
 PII_KEY = "k3Qk0m9o0nQyX1y4e5Vv2y4j4h2m0p3qZ9a8b7c6d5E="  # a throwaway Fernet key for the bench
 
 
+def log_file(args: argparse.Namespace, mode: str, index: int) -> Any:
+    """Where a worker's stderr goes: a file under ``--logs``, or nowhere."""
+    if args.logs is None:
+        return subprocess.DEVNULL
+    args.logs.mkdir(parents=True, exist_ok=True)
+    return (args.logs / f"{mode}-worker{index}.log").open("ab")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -237,8 +245,8 @@ def run_mode(
             rate = args.quota / args.workers
             worker_cmd = [sys.executable, __file__, "--celery-rate-limit-worker", f"{rate:.4f}/s"]
         workers = [
-            subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(args.workers)
+            subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file(args, mode, i))
+            for i in range(args.workers)
         ]
         beat = subprocess.Popen(
             idbatch("beat", "--loglevel", "WARNING"),
@@ -339,6 +347,7 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of calls answered 5xx")
     parser.add_argument("--headroom", type=float, default=0.02, help="limiter runs at quota * (1 - headroom)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the Celery rate_limit baseline")
+    parser.add_argument("--logs", type=Path, help="keep each worker's stderr in this folder")
     parser.add_argument("--redis-url", default=f"{REDIS}/{random.randint(1, 15)}")
     parser.add_argument("--celery-rate-limit-worker", metavar="RATE", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -54,9 +54,10 @@ def make_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_recycle=1800
-    )
+    # Each worker thread holds at most one connection at a time, so the pool is the
+    # thread count plus a little slack; a process never opens more than pool_size + 2.
+    # Size Postgres' max_connections (or a pgbouncer) for workers x (concurrency + 4).
+    return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=pre_ping, pool_recycle=1800)
 
 
 @lru_cache(maxsize=1)

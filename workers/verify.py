@@ -217,6 +217,22 @@ def process_job(
     claimed = _durably(claim_tx, "claim", tries=CLAIM_DB_TRIES)
     if claimed is None:
         return Outcome(None)  # terminal, paused, someone else's, or not yet due
+    try:
+        return _process_claimed(claimed, rt, policy, now)
+    except Exception:
+        # Whatever went wrong after the claim (a database error outside the retried
+        # transactions, a bug), the job must not sit in ``running`` until its lease
+        # expires: put it back, attempt unspent, and let the sweeper retry it soon.
+        log.exception("job processing crashed; job put back", job_id=job_id)
+        retry_s = max(1.0, settings.sweep_interval_s)
+        _durably(lambda: _defer(claimed, retry_s, "crashed", "worker error; retrying", rt), "release")
+        raise
+
+
+def _process_claimed(
+    claimed: Claim, rt: Runtime, policy: RetryPolicy, now: Callable[[], dt.datetime]
+) -> Outcome:
+    job_id = claimed.job_id
 
     column = "front_image"
     try:
