@@ -84,28 +84,6 @@ def wait_http(url: str, timeout_s: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def make_manifest(out: Path, jobs: int) -> Path:
-    """Byte-distinct copies of a few rendered cards (trailing bytes after the JPEG end).
-
-    Distinct bytes give distinct content keys, so no job waits for or reuses another's
-    answer: every job is one billable question, as in a real backfill.
-    """
-    from idbatch.cards import MANIFEST_COLUMNS, generate_sample
-
-    rows = generate_sample(out, 20, seed=7, defects=False, with_back=False)
-    rows = [r for r in rows if r.expect == "passed"] or rows
-    lines = [",".join(MANIFEST_COLUMNS)]
-    for i in range(jobs):
-        values = rows[i % len(rows)].values
-        image = f"images/q-{i:06d}.jpg"
-        (out / image).write_bytes((out / values["front_image"]).read_bytes() + f"copy {i}".encode())
-        row = dict(values, external_ref=f"Q-{i:06d}", front_image=image, back_image="")
-        lines.append(",".join(row[c] for c in MANIFEST_COLUMNS))
-    path = out / "bench.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 @contextlib.contextmanager
 def fresh_database() -> Iterator[str]:
     name = f"idbatch_qbench_{uuid.uuid4().hex[:8]}"
@@ -358,7 +336,9 @@ def main() -> None:
     args.gateway_secret = uuid.uuid4().hex
 
     with tempfile.TemporaryDirectory(prefix="idbatch-qbench-") as tmp:
-        manifest = make_manifest(Path(tmp), args.jobs)
+        from idbatch.cards import write_copies_manifest
+
+        manifest = write_copies_manifest(Path(tmp), args.jobs, sample=20, seed=7)
         base_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("IDBATCH_")},
             "PYTHONPATH": str(ROOT),

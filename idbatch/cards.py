@@ -400,5 +400,30 @@ def generate_sample(
     return rows
 
 
+def write_copies_manifest(out: Path, jobs: int, *, sample: int = 8, seed: int = 11) -> Path:
+    """A manifest of ``jobs`` rows over byte-distinct copies of a few enrolled cards.
+
+    Bytes appended after the JPEG end marker change an image's content key, not what the
+    card shows: every row is its own billable question (none waits for or reuses another's
+    answer), as in a real backfill, without rendering thousands of cards. Used by the
+    throughput benchmark and its CI-sized test.
+    """
+    rows = [
+        r
+        for r in generate_sample(out, sample, seed=seed, defects=False, with_back=False)
+        if r.expect == "passed"
+    ]
+    lines = [",".join(MANIFEST_COLUMNS)]
+    for i in range(jobs):
+        values = rows[i % len(rows)].values
+        image = f"images/copy-{i:07d}.jpg"
+        (out / image).write_bytes((out / values["front_image"]).read_bytes() + f"copy {i}".encode())
+        row = dict(values, external_ref=f"COPY-{i:07d}", front_image=image, back_image="")
+        lines.append(",".join(row[c] for c in MANIFEST_COLUMNS))
+    path = out / "copies.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def as_dict(identity: Identity) -> dict[str, Any]:
     return asdict(identity)

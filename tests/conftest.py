@@ -12,6 +12,7 @@ import os
 import random
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,18 +62,27 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     apply_env({})
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh Postgres database for this test run, dropped afterwards."""
-    name = f"idbatch_t_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new Postgres database (SQLAlchemy URL), dropped afterwards; fails if Postgres is down."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:  # pragma: no cover - service missing
         pytest.fail(f"PostgreSQL is required for integration tests and is not reachable: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh Postgres database for this test run."""
+    with fresh_database("idbatch_t") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,10 @@ the simulator enrolled with it, and helpers that run jobs as plain function call
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -21,7 +19,7 @@ from idbatch.domain import TERMINAL_STATUSES, BatchKind, JobStatus
 from idbatch.servers import BackgroundServer
 from idbatch.settings import Settings
 from producers.submit import submit_path
-from tests.conftest import PG_ADMIN, SIM_ACEDATA_TOKEN, Env
+from tests.conftest import SIM_ACEDATA_TOKEN, Env, fresh_database
 from workers.runtime import runtime
 from workers.sweeper import sweep
 from workers.verify import process_job
@@ -32,15 +30,8 @@ ACCOUNT = f"acedata:{SIM_ACEDATA_TOKEN}"
 @pytest.fixture
 def pg_db() -> Iterator[str]:
     """A database of its own per test: content keys must not meet another test's cards."""
-    name = f"idbatch_d_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:  # pragma: no cover - service missing
-        pytest.fail(f"PostgreSQL is required for durability tests and is not reachable: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("idbatch_d") as url:
+        yield url
 
 
 @dataclass

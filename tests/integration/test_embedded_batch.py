@@ -11,6 +11,7 @@ from sqlalchemy import select
 from db.models import Attempt, Job, Result
 from db.session import session_scope
 from idbatch.cards import load_registry
+from idbatch.demo import DEMO_CONFIG
 from idbatch.embedded import embedded_stack
 from idbatch.report import build_report
 from producers.submit import submit_path
@@ -33,13 +34,7 @@ def test_embedded_batch_accounts_for_every_row_and_bills_once(
             tmp_path / "cards" / "manifest.csv",
             settings=settings,
             provider="acedata",
-            config={
-                "copy_warn": True,
-                "reshoot_warn": True,
-                "temp_id_warn": True,
-                "detect_ps_warn": True,
-                "border_check_warn": True,
-            },
+            config=DEMO_CONFIG,
         )
         counts = wait_terminal(result.batch_id, timeout_s=240)
 

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from db.models import Job, Result
 from db.session import session_scope
 from idbatch.cards import load_registry
+from idbatch.demo import DEMO_CONFIG
 from idbatch.embedded import current_app
 from idbatch.report import build_report
 from producers.submit import submit_path
@@ -87,13 +88,7 @@ def test_two_workers_on_redis_and_postgres_account_for_every_row(
         tmp_path / "cards" / "manifest.csv",
         settings=settings,
         provider="acedata",
-        config={
-            "copy_warn": True,
-            "reshoot_warn": True,
-            "temp_id_warn": True,
-            "detect_ps_warn": True,
-            "border_check_warn": True,
-        },
+        config=DEMO_CONFIG,
     )
     counts = wait_terminal(result.batch_id, timeout_s=400)
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from db.migrate import upgrade
 from db.models import Attempt, Job
 from db.session import session_scope
-from idbatch.cards import MANIFEST_COLUMNS, generate_sample, load_registry
+from idbatch.cards import load_registry, write_copies_manifest
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
 from idbatch.embedded import current_app
 from producers.submit import submit_path
@@ -27,24 +27,6 @@ pytestmark = pytest.mark.integration
 
 QUOTA = 10
 JOBS = 40
-
-
-def _manifest(out: Path, jobs: int) -> Path:
-    """Byte-distinct copies of a few rendered cards, so that no job reuses another's answer.
-
-    Bytes after the JPEG end marker change the content key, not what the card shows.
-    """
-    rows = generate_sample(out, 8, seed=11, defects=False)
-    lines = [",".join(MANIFEST_COLUMNS)]
-    for i in range(jobs):
-        values = rows[i % len(rows)].values
-        image = f"images/q-{i:05d}.jpg"
-        (out / image).write_bytes((out / values["front_image"]).read_bytes() + f"copy {i}".encode())
-        row = dict(values, external_ref=f"Q-{i:05d}", front_image=image, back_image="")
-        lines.append(",".join(row[c] for c in MANIFEST_COLUMNS))
-    path = out / "quota.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def test_two_workers_stay_within_the_quota(
@@ -63,7 +45,7 @@ def test_two_workers_stay_within_the_quota(
         rate_headroom="0.1",
     )
     upgrade(settings.database_url)
-    manifest = _manifest(tmp_path / "cards", JOBS)
+    manifest = write_copies_manifest(tmp_path / "cards", JOBS)
     state = simulator.state
     state.registry = load_registry(tmp_path / "cards" / "registry.jsonl")  # type: ignore[attr-defined]
     state.quotas["acedata"] = QUOTA  # type: ignore[attr-defined]
