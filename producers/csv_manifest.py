@@ -175,6 +175,17 @@ def read_manifest(
         )
 
 
+def _field_problem(get: dict[str, str]) -> tuple[str, str] | None:
+    for column, value in get.items():
+        if len(value) > MAX_FIELD:
+            return column, f"value is {len(value)} characters, over {MAX_FIELD}"
+        if "\x00" in value:
+            return column, "contains a NUL character"
+        if "\ufffd" in value:
+            return column, "bytes are neither UTF-8 nor GB18030"
+    return None
+
+
 def _validate(
     values: list[str],
     columns: list[str],
@@ -184,28 +195,27 @@ def _validate(
     enc: str,
     allowed: list[str],
 ) -> ManifestRow | RowError:
-    where = f"row {row_number} (line {line})"
     if len(values) != len(columns):
         ref = values[index["external_ref"]].strip() if len(values) > index["external_ref"] else None
         return RowError(
             row_number,
             line,
-            f"{where}: expected {len(columns)} columns, got {len(values)}",
+            f"row {row_number} (line {line}): expected {len(columns)} columns, got {len(values)}",
             external_ref=ref or None,
         )
     get = {name: values[i].strip() for name, i in index.items()}
     ref = get["external_ref"]
 
     def bad(column: str, what: str) -> RowError:
-        return RowError(row_number, line, f"{where}, column {column}: {what}", external_ref=ref or None)
+        where = f"row {row_number} (line {line}), column {column}"
+        return RowError(row_number, line, f"{where}: {what}", external_ref=ref or None)
 
-    for column, value in get.items():
-        if len(value) > MAX_FIELD:
-            return bad(column, f"value is {len(value)} characters, over {MAX_FIELD}")
-        if "\x00" in value:
-            return bad(column, "contains a NUL character")
-        if "\ufffd" in value:
-            return bad(column, "bytes are neither UTF-8 nor GB18030")
+    joined = "".join(values)
+    # One scan of the whole row first; the per-column loop only runs to name the culprit.
+    if len(joined) > MAX_FIELD or "\x00" in joined or "\ufffd" in joined:
+        culprit = _field_problem(get)
+        if culprit is not None:
+            return bad(*culprit)
     if not ref:
         return bad("external_ref", "required, empty")
     if len(ref) > 256:
