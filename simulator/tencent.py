@@ -154,13 +154,14 @@ class TencentSim:
     async def _handle(self, request: Request, product: Product) -> Response:
         state = self.state
         request_id = str(uuid.uuid4())
+        arrived = time.monotonic()  # the quota counts arrivals, before the body is read
         body = await request.body()
         secret_id, auth_error = self._authenticate(request, body, product)
         if secret_id is None:
             state.record(f"{product.protocol}:-", auth_error)
             return _error(request_id, auth_error, "The request could not be authenticated.")
         account = f"{product.protocol}:{secret_id}"
-        if not state.admit(product.protocol, account):
+        if not state.admit(product.protocol, account, arrived):
             state.record(account, "RequestLimitExceeded")
             return _error(request_id, "RequestLimitExceeded", "Your request frequency exceeds the limit.")
         if {account, f"tencent:{secret_id}"} & state.faults.arrears:
