@@ -45,19 +45,13 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import PG_ADMIN, PII_KEY, free_port  # noqa: E402
+
 from idbatch.cards import generate_sample, load_registry  # noqa: E402
 from idbatch.servers import BackgroundServer  # noqa: E402
 
-PG_ADMIN = os.environ.get("IDBATCH_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-PII_KEY = "k3Qk0m9o0nQyX1y4e5Vv2y4j4h2m0p3qZ9a8b7c6d5E="  # bench-only Fernet key
 SIM_TOKEN = "sim-acedata-token"  # noqa: S105 - the simulator's local credential
 TERMINAL = ("passed", "negative", "rejected", "failed", "cancelled")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivateRedis:

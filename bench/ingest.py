@@ -16,21 +16,18 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from common import PII_KEY, free_port, fresh_database
+
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = os.environ.get("IDBATCH_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("IDBATCH_BENCH_REDIS", "redis://127.0.0.1:6379/0")
-PII_KEY = "k3Qk0m9o0nQyX1y4e5Vv2y4j4h2m0p3qZ9a8b7c6d5E="  # bench-only key, synthetic data
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 NAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 
@@ -45,12 +42,6 @@ def write_manifest(path: Path, rows: int) -> None:
                 check = "0" if check != "0" else "1"
             name = NAMES[i % 20] + NAMES[(i // 20) % 20]
             fh.write(f"R{i:07d},images/R{i:07d}-front.jpg,images/R{i:07d}-back.jpg,{name},{body}{check}\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- one variant, in its own process ------------------------------------------------------
@@ -196,12 +187,12 @@ def main() -> None:
             report: dict[str, Any] = {"manifest_rows": args.rows, "cpus": os.cpu_count()}
             # Each variant starts from the same state: a new, empty, migrated database.
             for variant, target in (("local", str(manifest)), ("s3", "s3://bench/drops/manifest.csv")):
-                with fresh_database() as db:
+                with fresh_database("idbatch_bench", migrate=True) as db:
                     queue = f"bench.{uuid.uuid4().hex[:8]}"
                     result = run_child(variant, target, db, queue, s3_endpoint=endpoint)
                     result.update(queue_stats(queue))
                     report[f"idbatch_{variant}"] = result
-            with fresh_database() as db:
+            with fresh_database("idbatch_bench", migrate=True) as db:
                 queue = f"bench.{uuid.uuid4().hex[:8]}"
                 base = run_child("baseline", str(manifest), db, queue, limit=args.baseline_rows)
                 base.update(queue_stats(queue))
@@ -222,25 +213,6 @@ def main() -> None:
     finally:
         moto.terminate()
         moto.wait(10)
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new migrated Postgres database (SQLAlchemy URL), dropped afterwards."""
-    import psycopg
-
-    from db.migrate import upgrade
-
-    name = f"idbatch_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,12 +38,12 @@ from statistics import quantiles
 from typing import Any
 
 import httpx
-import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN = os.environ.get("IDBATCH_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+from common import PII_KEY, free_port, fresh_database  # noqa: E402
+
 REDIS = os.environ.get("IDBATCH_BENCH_REDIS", "redis://127.0.0.1:6379")
 SIM_TOKEN = "sim-acedata-token"  # noqa: S105 - the simulator's local test credential
 TENCENT_ID, TENCENT_KEY = "sim-tencent-secret-id", "sim-tencent-secret-key"
@@ -53,7 +52,6 @@ PROVIDERS = {
     "acedata": ("acedata", f"acedata:{SIM_TOKEN}"),
     "tencent_faceid": ("faceid", f"faceid:{TENCENT_ID}"),
 }
-PII_KEY = "k3Qk0m9o0nQyX1y4e5Vv2y4j4h2m0p3qZ9a8b7c6d5E="  # a throwaway Fernet key for the bench
 
 
 def log_file(args: argparse.Namespace, mode: str, index: int) -> Any:
@@ -62,12 +60,6 @@ def log_file(args: argparse.Namespace, mode: str, index: int) -> Any:
         return subprocess.DEVNULL
     args.logs.mkdir(parents=True, exist_ok=True)
     return (args.logs / f"{mode}-worker{index}.log").open("ab")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def idbatch(*args: str) -> list[str]:
@@ -82,18 +74,6 @@ def wait_http(url: str, timeout_s: float = 30) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    name = f"idbatch_qbench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager
@@ -187,7 +167,7 @@ def run_mode(
     from producers.submit import submit_path
 
     httpx.post(f"{sim_url}/_sim/reset", timeout=5).raise_for_status()
-    with fresh_database() as db_url:
+    with fresh_database("idbatch_qbench") as db_url:
         run_id = uuid.uuid4().hex[:8]
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("IDBATCH_")},
