@@ -13,7 +13,8 @@ Prints one JSON object: the limiter's figures at the top level, the baseline's u
 middle 80 % of the calls by start time), ``utilization`` = achieved / quota,
 ``over_quota_calls`` is what the simulator refused as over the limit (``/_sim/stats``),
 ``p50_job_s``/``p99_job_s`` run from a job's first call to its terminal state, and
-``cpu_ms_per_job`` is the workers' user+system CPU (from ``wait4``) per job.
+``cpu_ms_per_job`` is the workers' user+system CPU (from ``wait4``) per job that reached a
+terminal state (a baseline stopped half-way is not made cheaper by its unstarted jobs).
 
     python bench/quota.py --quota 100 --workers 4 --jobs 6000 --latency-ms 300
     python bench/quota.py --fault-rate 0.2          # every job still ends terminal
@@ -242,6 +243,7 @@ def run_mode(
     account = PROVIDERS[args.provider][1]
     stats = httpx.get(f"{sim_url}/_sim/stats", timeout=5).json()["accounts"].get(account, {})
     terminal = all(JobStatus(s) in TERMINAL_STATUSES for s in figures["counts"])
+    finished = sum(n for s, n in figures["counts"].items() if JobStatus(s) in TERMINAL_STATUSES)
     return {
         "quota_rps": args.quota,
         "achieved_rps": round(figures["achieved_rps"], 2),
@@ -251,7 +253,8 @@ def run_mode(
         "retries": figures["retries"],
         "p50_job_s": round(figures["p50_job_s"], 3),
         "p99_job_s": round(figures["p99_job_s"], 3),
-        "cpu_ms_per_job": round(1000 * cpu_s / args.jobs, 2),
+        "cpu_ms_per_job": round(1000 * cpu_s / max(1, finished), 2),
+        "jobs_finished": finished,
         "jobs": args.jobs,
         "all_terminal": terminal and sum(figures["counts"].values()) == args.jobs,
         "counts": figures["counts"],

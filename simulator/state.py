@@ -72,15 +72,20 @@ class AccountStats:
 
 
 class SlidingWindow:
-    """Admitted calls' arrival times, sorted; a call is admitted while fewer than ``quota``
-    arrived in the second before it.
+    """Admitted calls' arrival times, sorted; at most ``quota`` of them in any one second.
 
     Arrival times come from when each request *arrived* (its handler started), not from
     when it was processed: a provider's edge counts requests as they come in, and on a
     loaded test machine the simulator's own processing delay (reading a 100 KB body,
-    checking a signature, with other requests interleaved) would otherwise be charged to
-    the client as jitter. Stamps may therefore arrive slightly out of order.
+    checking a signature, other requests interleaved) would otherwise be charged to the
+    client as jitter. So stamps can come in slightly out of order, and a late-processed
+    call is admitted only if *every* one-second window it falls in stays within quota:
+    the one ending at its arrival, and those ending at calls admitted after it. A
+    provider judging in arrival order would have refused one of those later calls
+    instead; the number of refusals is the same.
     """
+
+    KEEP_S = 10.0  # how far back stamps are kept: processing is never this late
 
     def __init__(self, quota: float, window_s: float = 1.0) -> None:
         self.quota = quota
@@ -88,15 +93,19 @@ class SlidingWindow:
         self._stamps: list[float] = []
         self._latest = float("-inf")
 
+    def _count(self, end: float) -> int:
+        """Admitted calls in the window (end - window_s, end]."""
+        return bisect.bisect_right(self._stamps, end) - bisect.bisect_right(self._stamps, end - self.window_s)
+
     def admit(self, now: float) -> bool:
         self._latest = max(self._latest, now)
-        horizon = self._latest - 2 * self.window_s  # older stamps can no longer matter
+        horizon = self._latest - self.KEEP_S
         if self._stamps and self._stamps[0] < horizon:
             del self._stamps[: bisect.bisect_left(self._stamps, horizon)]
-        in_window = bisect.bisect_right(self._stamps, now) - bisect.bisect_right(
-            self._stamps, now - self.window_s
-        )
-        if in_window >= self.quota:
+        if self._count(now) >= self.quota:
+            return False
+        later = self._stamps[bisect.bisect_right(self._stamps, now) :]
+        if any(self._count(t) >= self.quota for t in later if t < now + self.window_s):
             return False
         bisect.insort(self._stamps, now)
         return True

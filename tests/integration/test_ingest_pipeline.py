@@ -145,6 +145,19 @@ def test_reader_error_before_a_second_chunk_commits_the_first() -> None:
     assert written == [7]
 
 
+def test_when_both_sides_fail_the_readers_error_is_raised() -> None:
+    def write(_: list[dict[str, Any]]) -> None:
+        raise RuntimeError("database down too")
+
+    def feed() -> None:
+        with _ChunkWriter(write) as writer:
+            writer.put([{"n": 1}])
+            raise OSError("manifest stream broke")
+
+    with pytest.raises(OSError, match="manifest stream broke"):
+        feed()
+
+
 # --- the loop on Postgres, several chunks ------------------------------------------------
 
 
