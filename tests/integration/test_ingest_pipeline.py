@@ -161,8 +161,14 @@ def test_when_both_sides_fail_the_readers_error_is_raised() -> None:
 # --- the loop on Postgres, several chunks ------------------------------------------------
 
 
-@pytest.fixture
-def pg_env(env: Env) -> Iterator[str]:
+@pytest.fixture(params=["postgres", "sqlite"])
+def db_env(request: pytest.FixtureRequest, env: Env) -> Iterator[str]:
+    """Postgres (COPY path) and the embedded SQLite (INSERT..RETURNING, writer thread too)."""
+    if request.param == "sqlite":
+        url = env().database_url
+        upgrade(url)
+        yield url
+        return
     with fresh_database("idbatch_ingest") as url:
         upgrade(url)
         env(database_url=url)
@@ -177,9 +183,9 @@ def _items(n: int) -> Iterator[ManifestRow | RowError]:
             yield ManifestRow(i, i + 1, f"R{i}", f"img/{i}-f.jpg", None, "张三", None)
 
 
-def test_every_row_is_committed_before_its_chunk_is_published(pg_env: str) -> None:
+def test_every_row_is_committed_before_its_chunk_is_published(db_env: str) -> None:
     """Publishing checks, from another connection, that the ids it sends exist."""
-    observer = create_engine(pg_env)
+    observer = create_engine(db_env)
     published: list[list[int]] = []
 
     def publish(job_ids: list[int]) -> None:
@@ -204,7 +210,7 @@ def test_every_row_is_committed_before_its_chunk_is_published(pg_env: str) -> No
         assert (batch.total_rows, batch.ingest_complete) == (257, True)
 
 
-def test_a_failing_chunk_leaves_the_batch_incomplete_and_earlier_chunks_committed(pg_env: str) -> None:
+def test_a_failing_chunk_leaves_the_batch_incomplete_and_earlier_chunks_committed(db_env: str) -> None:
     batch_id = create_batch("test", BatchKind.BACKFILL, "acedata", {})
     calls = {"n": 0}
 
