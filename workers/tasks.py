@@ -35,8 +35,8 @@ def fan_out(job_ids: list[int]) -> int:
     """Expand one ingest message (a committed chunk of job ids) into one verify message each.
 
     Ingest publishes one message per chunk instead of one per row, so a million-row
-    manifest costs the producer a thousand publishes. A redelivered fan-out publishes
-    its ids again, which ``claim()`` makes harmless.
+    manifest costs the producer 200 publishes (``producers.submit.CHUNK`` rows each). A
+    redelivered fan-out publishes its ids again, which ``claim()`` makes harmless.
     """
     from workers.sweeper import publish_jobs
 
