@@ -43,7 +43,7 @@ from idbatch.settings import Settings
 from idbatch.storage import ObjectInfo, ObjectMissing, Storage, storage_for
 from idbatch.storage.s3 import parse_s3_url
 from producers.csv_manifest import ManifestError, ManifestRow, RowError, read_manifest
-from producers.submit import SubmitResult, _job_values, create_batch, ingest_rows, submit_path
+from producers.submit import SubmitResult, _job_values, submit_items, submit_path
 
 SIDECAR_NAME = "_manifest.csv"
 CONVENTION = re.compile(r"^(?P<ref>.+)-(?P<side>front|back)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
@@ -259,15 +259,15 @@ def submit_s3(
         items = manifest_items(storage, url, settings, encoding)
     else:
         items = prefix_items(storage, url, settings, encoding)
-    first = next(items, None)  # a missing or headless manifest fails before any batch exists
-    batch_id = create_batch(url, kind, provider, config)
-
-    def all_items() -> Iterator[ManifestRow | RowError]:
-        if first is not None:
-            yield first
-        yield from items
-
-    return ingest_rows(batch_id, all_items(), provider, config, enqueue=enqueue, job_values=object_job_values)
+    return submit_items(
+        items,
+        source=url,
+        kind=kind,
+        provider=provider,
+        config=config,
+        enqueue=enqueue,
+        job_values=object_job_values,
+    )
 
 
 def submit_target(target: str, **kwargs: Any) -> SubmitResult:

@@ -364,7 +364,25 @@ def submit_manifest(
     provider = provider or settings.provider
     config = config or {}
     items = read_manifest(stream, encoding=encoding, allowed_private_hosts=settings.allowed_private_hosts)
-    first = next(items, None)  # surfaces a header error before any batch exists
+    return submit_items(items, source=source, kind=kind, provider=provider, config=config, enqueue=enqueue)
+
+
+def submit_items(
+    items: Iterator[ManifestRow | RowError],
+    *,
+    source: str,
+    kind: BatchKind,
+    provider: str,
+    config: dict[str, Any],
+    enqueue: bool = True,
+    job_values: Callable[..., dict[str, Any]] | None = None,
+) -> SubmitResult:
+    """Create the batch once the first item is read, then ingest every item into it.
+
+    Reading first means a manifest that is missing or has no usable header fails before
+    any batch exists, instead of leaving an empty batch behind.
+    """
+    first = next(items, None)
     batch_id = create_batch(source, kind, provider, config)
 
     def all_items() -> Iterator[ManifestRow | RowError]:
@@ -372,7 +390,7 @@ def submit_manifest(
             yield first
         yield from items
 
-    return ingest_rows(batch_id, all_items(), provider, config, enqueue=enqueue)
+    return ingest_rows(batch_id, all_items(), provider, config, enqueue=enqueue, job_values=job_values)
 
 
 def submit_path(path: Path, **kwargs: Any) -> SubmitResult:
