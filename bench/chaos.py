@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from common import PG_ADMIN, PII_KEY, free_port  # noqa: E402
 
-from idbatch.cards import generate_sample, load_registry  # noqa: E402
 from idbatch.servers import BackgroundServer  # noqa: E402
+from simulator.cards import generate_sample, load_registry  # noqa: E402
 
 SIM_TOKEN = "sim-acedata-token"  # noqa: S105 - the simulator's local credential
 TERMINAL = ("passed", "negative", "rejected", "failed", "cancelled")

@@ -247,8 +247,8 @@ def simulator(
     """Serve the provider simulator."""
     import uvicorn
 
-    from idbatch.cards import load_registry
     from simulator.app import create_app
+    from simulator.cards import load_registry
     from simulator.state import SimState
 
     quotas = {k: float(v) for k, v in (q.split("=", 1) for q in quota or [])}
@@ -279,7 +279,7 @@ def cards(
     defects: Annotated[bool, typer.Option(help="mix in defective rows")] = True,
 ) -> None:
     """Generate synthetic cards, a registry and a manifest."""
-    from idbatch.cards import generate_sample
+    from simulator.cards import generate_sample
 
     rows = generate_sample(out, count, seed=seed, defects=defects)
     console.print(f"wrote {len(rows)} rows to {out / 'manifest.csv'}")

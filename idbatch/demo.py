@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from db.session import session_scope
-from idbatch.cards import generate_sample, load_registry
 from idbatch.embedded import apply_env, data_path, embedded_stack, image_gateway, wait_for_batch
 from idbatch.render import render_report
 from idbatch.report import Report, build_report
@@ -23,6 +22,7 @@ from idbatch.servers import BackgroundServer
 from idbatch.settings import get_settings
 from producers.submit import submit_path
 from simulator.app import create_app as create_simulator
+from simulator.cards import generate_sample, load_registry
 from simulator.state import SimState
 
 SIM_TOKEN = "sim-acedata-token"  # noqa: S105 - the simulator's local test credential

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from stdnum.cn import ric
 
-from idbatch.cards import Truth
+from simulator.cards import Truth
 from simulator.fetch import DownloadError, download
 from simulator.identity import FAKE_PORTRAIT, item_key, look_at
 from simulator.state import SimState

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from idbatch.cards import RegistryEntry
 from simulator import acedata, aliyun, tencent
+from simulator.cards import RegistryEntry
 from simulator.state import SimState
 
 DEFAULT_ACEDATA_TOKENS = frozenset({"sim-acedata-token"})

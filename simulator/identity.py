@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from idbatch.cards import Truth, read_truth
+from simulator.cards import Truth, read_truth
 from simulator.state import SimState
 
 # Which drawn-in variant each FaceID Config flag reports, and with which code.

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from idbatch.cards import RegistryEntry
+from simulator.cards import RegistryEntry
 
 
 @dataclass

@@ -41,8 +41,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from idbatch.cards import Truth
-from idbatch.providers import tc3
+from simulator import tc3_verify
+from simulator.cards import Truth
 from simulator.fetch import DownloadError, download
 from simulator.identity import FAKE_PORTRAIT, card_fields, faceid_answer, item_key, look_at, quality_of
 from simulator.state import SimState
@@ -122,7 +122,7 @@ class TencentSim:
             return None, "InvalidAction"
         if headers.get("x-tc-version") != product.version:
             return None, "NoSuchVersion"
-        auth = tc3.parse_authorization(headers.get("authorization", ""))
+        auth = tc3_verify.parse(headers.get("authorization", ""))
         try:
             timestamp = int(headers.get("x-tc-timestamp", ""))
         except ValueError:
@@ -132,20 +132,22 @@ class TencentSim:
         secret_key = self.secrets.get(auth.secret_id)
         if secret_key is None:
             return None, "AuthFailure.SecretIdNotFound"
-        if abs(self.clock() - timestamp) > tc3.MAX_SKEW_S:
+        if abs(self.clock() - timestamp) > tc3_verify.MAX_SKEW_S:
             return None, "AuthFailure.SignatureExpire"
         if (
             auth.service != product.protocol
-            or auth.date != tc3.utc_date(timestamp)
-            or auth.signed_headers != tc3.SIGNED_HEADERS
+            or auth.date != tc3_verify.scope_date(timestamp)
+            or not {"content-type", "host"} <= set(auth.signed_headers)
         ):
             return None, "AuthFailure.SignatureFailure"
-        canonical = tc3.canonical_request(
-            host=headers.get("host", ""), payload=body, content_type=headers.get("content-type", "")
-        )
-        to_sign = tc3.string_to_sign(timestamp=timestamp, service=product.protocol, canonical=canonical)
-        expected = tc3.signature(
-            secret_key=secret_key, timestamp=timestamp, service=product.protocol, to_sign=to_sign
+        expected = tc3_verify.expected_signature(
+            auth,
+            secret_key,
+            method=request.method,
+            query=request.url.query,
+            headers=headers,
+            body=body,
+            timestamp=timestamp,
         )
         if not hmac.compare_digest(expected, auth.signature):
             return None, "AuthFailure.SignatureFailure"

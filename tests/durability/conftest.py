@@ -14,11 +14,11 @@ from sqlalchemy import select
 from db.migrate import upgrade
 from db.models import Job
 from db.session import session_scope
-from idbatch.cards import generate_sample, load_registry
 from idbatch.domain import TERMINAL_STATUSES, BatchKind, JobStatus
 from idbatch.servers import BackgroundServer
 from idbatch.settings import Settings
 from producers.submit import submit_path
+from simulator.cards import generate_sample, load_registry
 from tests.conftest import SIM_ACEDATA_TOKEN, Env, fresh_database
 from workers.runtime import runtime
 from workers.sweeper import sweep

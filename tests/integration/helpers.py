@@ -8,9 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 from db.session import session_scope
-from idbatch.cards import MANIFEST_COLUMNS, generate_sample
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
 from idbatch.report import status_counts
+from simulator.cards import MANIFEST_COLUMNS, generate_sample
 
 MALFORMED = [
     "BROKEN-1,only-two-columns",

@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from db.models import Attempt, Job, Result
 from db.session import session_scope
-from idbatch.cards import load_registry
 from idbatch.demo import DEMO_CONFIG
 from idbatch.embedded import embedded_stack
 from idbatch.report import build_report
 from producers.submit import submit_path
+from simulator.cards import load_registry
 from tests.conftest import Env, Simulator
 from tests.integration.helpers import messy_manifest, wait_terminal
 

@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 
 from db.models import Job, Result
 from db.session import session_scope
-from idbatch.cards import load_registry
 from idbatch.demo import DEMO_CONFIG
 from idbatch.embedded import current_app
 from idbatch.report import build_report
 from producers.submit import submit_path
+from simulator.cards import load_registry
 from tests.conftest import Env, Simulator
 from tests.integration.helpers import messy_manifest, wait_terminal
 

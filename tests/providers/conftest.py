@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idbatch.cards import Identity, RegistryEntry, Truth, make_id_number, render
 from idbatch.providers.acedata import AceDataProvider
 from idbatch.providers.aliyun_market import AliyunMarketProvider
 from idbatch.providers.base import ImageSource, VerifyRequest
@@ -23,6 +22,7 @@ from idbatch.providers.tencent_faceid import TencentFaceIdProvider
 from idbatch.providers.tencent_ocr import TencentOcrProvider
 from idbatch.servers import BackgroundServer
 from simulator.app import create_app
+from simulator.cards import Identity, RegistryEntry, Truth, make_id_number, render
 from simulator.state import SimState
 
 SECRET_ID = "sim-tencent-secret-id"

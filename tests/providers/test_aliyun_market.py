@@ -54,7 +54,7 @@ def test_risk_is_only_reported_when_asked(sim: Sim) -> None:
 
 
 def test_not_an_id_card(sim: Sim) -> None:
-    from idbatch.cards import render
+    from simulator.cards import render
 
     answer = sim.aliyun().verify(sim.request(render(None)))
     assert [w.code for w in answer.result.warnings] == [WarningCode.NOT_ID_CARD]

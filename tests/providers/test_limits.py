@@ -8,8 +8,8 @@ import random
 import pytest
 from PIL import Image
 
-from idbatch.cards import read_truth
 from idbatch.providers import errors, limits
+from simulator.cards import read_truth
 from tests.providers.conftest import card
 
 

@@ -20,12 +20,12 @@ from sqlalchemy import func, select
 from db.migrate import upgrade
 from db.models import Attempt, Job, JobWarning, Result
 from db.session import session_scope
-from idbatch.cards import generate_sample, load_registry
 from idbatch.domain import JobStatus
 from idbatch.pii import vault
 from idbatch.servers import BackgroundServer
 from producers.submit import submit_path
 from simulator.app import create_app
+from simulator.cards import generate_sample, load_registry
 from simulator.state import SimState
 from tests.conftest import Env
 from tests.providers.conftest import ACEDATA_TOKEN, ALL_WARNINGS, APPCODE, SECRET_ID, SECRET_KEY

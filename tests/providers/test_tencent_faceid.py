@@ -81,7 +81,7 @@ def test_registry_outcomes_are_answers_not_failures(
 
 
 def test_not_an_id_card_is_a_negative_answer(sim: Sim) -> None:
-    from idbatch.cards import render
+    from simulator.cards import render
 
     answer = sim.faceid().verify(sim.request(render(None)))
     assert [w.code for w in answer.result.warnings] == [WarningCode.NOT_ID_CARD]

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 from db.migrate import upgrade
 from db.models import Job
 from db.session import session_scope
-from idbatch.cards import generate_sample
 from idbatch.cli import app as cli_app
 from idbatch.domain import JobStatus
 from idbatch.providers import errors
 from producers.submit import submit_path
+from simulator.cards import generate_sample
 from tests.conftest import Env
 from workers import runtime as worker_runtime
 from workers.circuit import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker, accounts, resume

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from db.migrate import upgrade
 from db.models import Attempt, Job
 from db.session import session_scope
-from idbatch.cards import load_registry, write_copies_manifest
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
 from idbatch.embedded import current_app
 from producers.submit import submit_path
+from simulator.cards import load_registry, write_copies_manifest
 from tests.conftest import Env, Simulator
 from tests.integration.helpers import wait_terminal
 

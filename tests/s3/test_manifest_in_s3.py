@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from db.models import Attempt, Job
 from db.session import session_scope
-from idbatch.cards import generate_sample, load_registry
 from idbatch.settings import Settings
 from producers.csv_manifest import ManifestError
 from producers.s3 import submit_s3
+from simulator.cards import generate_sample, load_registry
 from tests.conftest import Env, Simulator
 from tests.s3.helpers import drain, report, upload_dir
 

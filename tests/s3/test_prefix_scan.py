@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from db.models import Batch, Job
 from db.session import session_scope
-from idbatch.cards import Truth, make_identity, render
 from idbatch.domain import JobStatus
 from idbatch.settings import Settings
 from producers.s3 import submit_s3
+from simulator.cards import Truth, make_identity, render
 from tests.conftest import Env, Simulator
 from tests.s3.helpers import drain, report
 

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from idbatch.cards import make_id_number
 from producers.csv_manifest import ManifestError, ManifestRow, RowError, read_manifest
+from simulator.cards import make_id_number
 
 HEADER = "external_ref,front_image,back_image,name,id_number\n"
 ID1 = make_id_number(random.Random(1), dt.date(1985, 3, 4), male=True)

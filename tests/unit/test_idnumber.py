@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from idbatch.cards import make_id_number
 from idbatch.domain import WarningCode
 from idbatch.idnumber import IdNumberError, check, local_warnings, sex_of
+from simulator.cards import make_id_number
 
 
 def test_generated_numbers_pass_every_check() -> None:

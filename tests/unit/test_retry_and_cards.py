@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from idbatch.cards import Truth, make_identity, read_truth, render
 from idbatch.idnumber import check
 from idbatch.providers import errors
+from simulator.cards import Truth, make_identity, read_truth, render
 from workers.retry import RetryPolicy
 
 
