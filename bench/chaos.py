@@ -231,13 +231,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "IDBATCH_LOG_LEVEL": "WARNING",
     }
     os.environ.update(env)
-    from idbatch.embedded import apply_env, current_app
+    from app.embedded import apply_env, current_app
 
     settings = apply_env({})
     from db.migrate import upgrade
 
     upgrade(db_url)
-    idbatch = [sys.executable, "-m", "idbatch.cli"]
+    idbatch = [sys.executable, "-m", "app.cli"]
     logs = tmp / "logs"
     logs.mkdir()
 

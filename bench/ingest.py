@@ -58,7 +58,7 @@ def child(args: argparse.Namespace) -> None:
             "IDBATCH_DATA_DIR": tempfile.mkdtemp(prefix="idbatch-bench-"),
         }
     )
-    from idbatch.embedded import current_app
+    from app.embedded import current_app
     from idbatch.settings import get_settings
     from producers import submit
 

@@ -64,7 +64,7 @@ def log_file(args: argparse.Namespace, mode: str, index: int) -> Any:
 
 
 def idbatch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "idbatch.cli", *args]
+    return [sys.executable, "-m", "app.cli", *args]
 
 
 def wait_http(url: str, timeout_s: float = 30) -> None:
@@ -118,8 +118,8 @@ def measure(batch_id: int) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from db.models import Attempt, Job
+    from db.reports import status_counts
     from db.session import session_scope
-    from idbatch.report import status_counts
 
     with session_scope() as session:
         counts = status_counts(session, batch_id)
@@ -160,11 +160,11 @@ def measure(batch_id: int) -> dict[str, Any]:
 def run_mode(
     mode: str, args: argparse.Namespace, manifest: Path, sim_url: str, gw_url: str
 ) -> dict[str, Any]:
+    from app.embedded import apply_env, current_app
     from db.migrate import upgrade
+    from db.reports import status_counts
     from db.session import session_scope
     from idbatch.domain import TERMINAL_STATUSES, JobStatus
-    from idbatch.embedded import apply_env, current_app
-    from idbatch.report import status_counts
     from producers.submit import submit_path
 
     httpx.post(f"{sim_url}/_sim/reset", timeout=5).raise_for_status()
@@ -269,8 +269,8 @@ def run_mode(
 
 def celery_rate_limit_worker(rate: str) -> None:
     """The baseline worker: the same app and pool, paced only by Celery's per-process rate_limit."""
+    from dispatch.app import sweep_queue
     from idbatch.settings import get_settings
-    from workers.app_factory import sweep_queue
     from workers.celery_app import app
 
     settings = get_settings()

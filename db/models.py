@@ -96,7 +96,7 @@ class Job(Base):
         Index("ix_job_content_key", "content_key"),
         # At most one job *calling the provider* per content key at any moment: a
         # duplicate row or a resubmitted manifest waits for the first answer and reuses it
-        # instead of paying for a second one (see workers.verify._prepare_call).
+        # instead of paying for a second one (see workers.record.prepare_call).
         Index(
             "uq_job_content_key_running",
             "content_key",

@@ -7,7 +7,7 @@ write lock up front instead of failing with SQLITE_BUSY when it upgrades from a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +24,7 @@ def make_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> Engine:
 
     Pre-ping costs a round trip per checkout. Worker processes turn it off
     (``IDBATCH_DB_PRE_PING=false`` from ``idbatch worker``): every worker transaction runs
-    under ``workers.verify._durably``, which retries a connection that died (Postgres
+    under ``workers.durable.durably``, which retries a connection that died (Postgres
     restarted, backend terminated) on a fresh one after SQLAlchemy invalidated the pool.
     Producers, the CLI and tools keep it on and reconnect transparently.
     """
@@ -73,9 +73,21 @@ def session_factory() -> sessionmaker[Session]:
     return sessionmaker(engine(), expire_on_commit=False)
 
 
+_AFTER_COMMIT = "idbatch.after_commit"
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run ``fn`` once ``session_scope``'s transaction has committed (never if it rolls back).
+
+    Run outside the commit, so an error in ``fn`` (a broker that went away) reaches the
+    caller as itself, with the transaction's data safely stored.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(fn)
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any exception."""
+    """One transaction: commit on success, roll back on any exception; then the after-commit work."""
     session = session_factory()()
     try:
         yield session
@@ -84,7 +96,10 @@ def session_scope() -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        pending: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
         session.close()
+    for fn in pending:
+        fn()
 
 
 def reset() -> None:

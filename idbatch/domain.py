@@ -42,12 +42,24 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.PASSED, JobStatus.NEGATIVE, JobStatus.REJECTED, JobStatus.FAILED, JobStatus.CANCELLED}
 )
-OPEN_STATUSES: frozenset[JobStatus] = frozenset(set(JobStatus) - TERMINAL_STATUSES)
 
 
 class Verdict(StrEnum):
     PASSED = "passed"
     NEGATIVE = "negative"
+
+
+class ErrorClass(StrEnum):
+    """Why a job is not (yet) done, as stored in ``job.error_class``; decided in workers.retry."""
+
+    INPUT = "input"  # bad input: rejected at ingest or before the call
+    CRASHED = "crashed"  # our processing failed after the claim: put back, retried
+    THROTTLED = "throttled"  # no rate token soon enough: deferred, no call made
+    ACCOUNT_BLOCKED = "account_blocked"  # the account's circuit is open: parked, not counted
+    RATE_LIMITED = "RateLimited"  # the provider said "too many requests"
+    UNAVAILABLE = "Unavailable"  # 5xx, timeouts, connection errors
+    ITEM_REJECTED = "ItemRejected"  # the provider refused this item
+    PROVIDER_ERROR = "ProviderError"  # any other provider failure
 
 
 class AttemptOutcome(StrEnum):

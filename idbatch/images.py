@@ -137,10 +137,6 @@ def read_local(path: Path, max_bytes: int) -> bytes:
         raise ImageRefError(f"file not readable: {path.name} ({exc.strerror})") from exc
 
 
-def content_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 # --- image gateway: short-lived signed URLs for local files --------------------------
 
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     broker_url: str = "memory://"
     queue: str = "idbatch.verify"
+    # Celery task events (Flower, ``celery events``); off by default: two messages per task.
+    celery_events: bool = False
 
     provider: str = "acedata"
     acedata_base_url: str = "https://api.acedata.cloud"
@@ -155,10 +157,6 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "wb") as fh:
                 fh.write(key)
         return path.read_bytes().strip()
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
 
 @lru_cache(maxsize=1)

@@ -29,18 +29,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from sqlalchemy import select
-
-from db.models import Batch, Job
-from db.session import session_scope
-from idbatch.domain import BatchKind, BatchState
+from db.ingest import next_row_number, recorded_keys, standing_batch
+from dispatch.publish import Publisher
 from idbatch.logging import get_logger
 from idbatch.settings import Settings
 from idbatch.storage.base import ObjectInfo
 from idbatch.storage.s3 import make_client, s3_url
 from producers.csv_manifest import ManifestRow, RowError
 from producers.s3 import ObjectRow, RejectedObjects, object_job_values
-from producers.submit import Publisher, create_batch, ingest_rows
+from producers.submit import ingest_rows
 
 log = get_logger(__name__)
 
@@ -106,18 +103,6 @@ def parse_notification(body: str) -> list[ObjectInfo]:
     return objects
 
 
-def standing_batch(source: str, provider: str, config: dict[str, Any]) -> int:
-    """The active events batch for ``source`` (the queue), created on first use."""
-    with session_scope() as session:
-        found = session.scalar(
-            select(Batch.id)
-            .where(Batch.source == source, Batch.kind == BatchKind.EVENTS, Batch.state == BatchState.ACTIVE)
-            .order_by(Batch.id.desc())
-            .limit(1)
-        )
-    return int(found) if found is not None else create_batch(source, BatchKind.EVENTS, provider, config)
-
-
 class EventListener:
     def __init__(
         self,
@@ -140,17 +125,7 @@ class EventListener:
         self.publish = publish
         self.clock = clock
         self.batch_id = standing_batch(f"sqs:{self.queue_url}", self.provider, self.config)
-        self._rows = self._next_row()
-
-    def _next_row(self) -> int:
-        with session_scope() as session:
-            last = session.scalar(
-                select(Job.row_number)
-                .where(Job.batch_id == self.batch_id)
-                .order_by(Job.row_number.desc())
-                .limit(1)
-            )
-        return int(last or 0) + 1
+        self._rows = next_row_number(self.batch_id)
 
     # --- one receive --------------------------------------------------------------------
 
@@ -239,14 +214,7 @@ class EventListener:
                 keys[id(item)] = str(values["idempotency_key"])
         if not keys:
             return items, 0
-        with session_scope() as session:
-            seen = set(
-                session.scalars(
-                    select(Job.idempotency_key).where(
-                        Job.batch_id == self.batch_id, Job.idempotency_key.in_(set(keys.values()))
-                    )
-                )
-            )
+        seen = recorded_keys(self.batch_id, set(keys.values()))
         kept: list[ManifestRow | RowError] = []
         for item in items:
             key = keys.get(id(item))

@@ -8,11 +8,10 @@ a worker never receives the id of a row it cannot see yet.
 The two bulk steps are pluggable (``inserter``, ``publish``) so that other producers
 (S3 scans, upload events) and later policies (idempotency) reuse one loop:
 
-- insert: ``copy_insert`` on Postgres (COPY, ids drawn from the sequence in one round
-  trip), ``insert_returning`` elsewhere; ``bench/ingest.py`` measures both paths.
-- publish: ``publish_fanout`` sends *one* message per committed chunk, which the
-  ``idbatch.fan_out`` task expands into one ``verify`` message per job on a worker;
-  ``publish_each`` sends the per-job messages from here (``IDBATCH_INGEST_PUBLISH``).
+- insert: ``db.ingest`` (COPY on Postgres, INSERT .. RETURNING elsewhere);
+- publish: ``dispatch.publish``, after the chunk's commit: by default *one* message per
+  chunk, which the ``idbatch.fan_out`` task expands into one ``verify`` message per job
+  on a worker (``IDBATCH_INGEST_PUBLISH=each`` sends per-job messages from here).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-import operator
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -30,11 +28,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from sqlalchemy import insert, text, update
-from sqlalchemy.orm import Session
-
-from db.models import Batch, Job, utcnow
+from db.ingest import JobInserter, create_batch, default_inserter, finish_ingest
+from db.models import utcnow
 from db.session import session_scope
+from dispatch.publish import Publisher, after_commit, default_publisher
 from idbatch.domain import BatchKind, JobStatus
 from idbatch.logging import get_logger
 from idbatch.pii import scrub, vault
@@ -46,9 +43,6 @@ from producers.csv_manifest import ManifestRow, RowError, read_manifest
 CHUNK = 5000
 
 log = get_logger(__name__)
-
-JobInserter = Callable[[Session, list[dict[str, Any]]], list[int]]
-Publisher = Callable[[list[int]], None]
 
 
 @dataclass
@@ -92,14 +86,6 @@ class _KeyMaker:
         parts = (front, back, name, id_number)
         fields = ",".join("null" if f is None else encode_basestring(f) for f in parts)
         return hashlib.sha256(f"{self._head}{fields}]".encode()).hexdigest()
-
-
-def create_batch(source: str, kind: BatchKind, provider: str, config: dict[str, Any]) -> int:
-    with session_scope() as session:
-        batch = Batch(source=source, kind=kind, provider=provider, provider_config=config)
-        session.add(batch)
-        session.flush()
-        return batch.id
 
 
 def _job_values(
@@ -158,84 +144,6 @@ def _chunks(
             chunk = []
     if chunk:
         yield chunk
-
-
-def insert_returning(session: Session, values: list[dict[str, Any]]) -> list[int]:
-    """Portable bulk insert (SQLite, any driver): executemany INSERT .. RETURNING id."""
-    return list(session.scalars(insert(Job).returning(Job.id, sort_by_parameter_order=True), values).all())
-
-
-def _column_defaults() -> dict[str, Callable[[], Any]]:
-    """Python-side defaults of job columns without a server default (COPY skips the ORM)."""
-    out: dict[str, Callable[[], Any]] = {}
-    for column in Job.__table__.columns:
-        default = column.default
-        if column.primary_key or default is None or column.server_default is not None:
-            continue
-        out[column.name] = _default_getter(default)
-    return out
-
-
-def _default_getter(default: Any) -> Callable[[], Any]:
-    arg = default.arg
-    if default.is_callable:
-        return lambda: arg(None)  # SQLAlchemy wraps callables to take an execution context
-    return lambda: arg
-
-
-def copy_insert(session: Session, values: list[dict[str, Any]]) -> list[int]:
-    """Postgres bulk insert: ids drawn from the job sequence, rows streamed with COPY.
-
-    Columns are every key the rows name plus every column with a Python default, so a
-    column added to the model later is filled just as the ORM would fill it.
-    """
-    if not values:
-        return []
-    ids = list(
-        session.execute(
-            text("SELECT nextval(pg_get_serial_sequence('job', 'id')) FROM generate_series(1, :n)"),
-            {"n": len(values)},
-        )
-        .scalars()
-        .all()
-    )
-    defaults = _column_defaults()
-    names = sorted({k for v in values for k in v} | set(defaults))
-    fill = {name: defaults[name]() if name in defaults else None for name in names}
-    pick = operator.itemgetter("id", *names)
-    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY job (id, {', '.join(names)}) FROM STDIN") as copy:
-        for job_id, row in zip(ids, values, strict=True):
-            # JobStatus is a StrEnum: psycopg dumps it as its value
-            copy.write_row(pick({**fill, **row, "id": job_id}))
-    return ids
-
-
-def default_inserter(session: Session) -> JobInserter:
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql" and bind.dialect.driver == "psycopg":
-        return copy_insert
-    return insert_returning
-
-
-def publish_each(job_ids: list[int]) -> None:
-    """One verify message per job, from this process, over one broker connection."""
-    from workers.tasks import verify
-
-    with verify.app.producer_or_acquire() as producer:
-        for job_id in job_ids:
-            verify.apply_async((job_id,), producer=producer)
-
-
-def publish_fanout(job_ids: list[int]) -> None:
-    """One message for the whole committed chunk; a worker's ``fan_out`` task expands it."""
-    from workers.tasks import fan_out
-
-    fan_out.apply_async((job_ids,))
-
-
-def default_publisher(settings: Settings) -> Publisher:
-    return publish_fanout if settings.ingest_publish == "fanout" else publish_each
 
 
 class _ChunkWriter:
@@ -324,29 +232,24 @@ def ingest_rows(
     chunk_size: int = CHUNK,
     job_values: Callable[..., dict[str, Any]] | None = None,
 ) -> SubmitResult:
-    publish = publish or default_publisher(get_settings())
+    publisher = publish or default_publisher(get_settings().ingest_publish)
     make_values = job_values or _job_values
     counts = {"rows": 0, "queued": 0}
 
     def write(values: list[dict[str, Any]]) -> None:
         with session_scope() as session:
             ids = (inserter or default_inserter(session))(session, values)
-        to_send = [job_id for job_id, v in zip(ids, values, strict=True) if v["status"] == JobStatus.QUEUED]
+            to_send = [i for i, v in zip(ids, values, strict=True) if v["status"] == JobStatus.QUEUED]
+            if enqueue:
+                after_commit(session, publisher, to_send)
         counts["rows"] += len(values)
         counts["queued"] += len(to_send)
-        if enqueue and to_send:
-            publish(to_send)
 
     with _ChunkWriter(write) as writer:
         for chunk in _chunks(items, chunk_size):
             writer.put([make_values(batch_id, item, provider, config) for item in chunk])
     rows, queued = counts["rows"], counts["queued"]
-    with session_scope() as session:
-        session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id)
-            .values(total_rows=Batch.total_rows + rows, ingest_complete=True)
-        )
+    finish_ingest(batch_id, rows)
     return SubmitResult(batch_id, rows, queued, rows - queued)
 
 

@@ -17,7 +17,6 @@ import random
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from faker import Faker
 from PIL import Image, ImageDraw, ImageFilter
@@ -424,6 +423,3 @@ def write_copies_manifest(out: Path, jobs: int, *, sample: int = 8, seed: int = 
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
-
-def as_dict(identity: Identity) -> dict[str, Any]:
-    return asdict(identity)

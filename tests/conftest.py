@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import redis
 
-from idbatch.embedded import apply_env
+from app.embedded import apply_env
 from idbatch.servers import BackgroundServer
 from idbatch.settings import Settings
 

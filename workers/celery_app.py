@@ -1,8 +1,8 @@
-"""The Celery app, built from settings. ``celery -A workers.celery_app worker`` uses it."""
+"""The Celery app, built from settings. ``celery -A workers.celery_app worker|beat`` uses it."""
 
 from __future__ import annotations
 
-from idbatch.settings import get_settings
-from workers.app_factory import create_celery
+from dispatch.app import celery_app
 
-app = create_celery(get_settings())
+app = celery_app()
+app.conf.include = ["workers.tasks"]

@@ -25,17 +25,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-
-from db.models import Batch, Job, ProviderAccount, utcnow
+from db import accounts as store
+from db.accounts import CLOSED, HALF_OPEN, OPEN, accounts, aware, resume
+from db.models import utcnow
 from db.session import session_scope
-from idbatch.domain import JobStatus
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "Admission", "CircuitBreaker", "Decision", "accounts", "resume"]
 # How long jobs wait when only an operator can reopen the account (no probes).
 BLOCKED_PAUSE_S = 300.0
 
@@ -61,13 +57,6 @@ class _Seen:
     fetched: float  # monotonic
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 class CircuitBreaker:
     def __init__(
         self,
@@ -89,7 +78,7 @@ class CircuitBreaker:
         if seen.state == CLOSED:
             return Decision(Admission.ALLOW)
         now = self._wall()
-        since = (now - (_aware(seen.updated_at) or now)).total_seconds()
+        since = (now - (aware(seen.updated_at) or now)).total_seconds()
         if self.probe_after_s > 0 and since >= self.probe_after_s and self._take_probe(provider, account):
             return Decision(Admission.PROBE)
         wait = self.probe_after_s - since if self.probe_after_s > 0 else BLOCKED_PAUSE_S
@@ -101,24 +90,15 @@ class CircuitBreaker:
         """Open the circuit (or keep it open, restarting the probe clock)."""
         now = self._wall()
         with session_scope() as session:
-            _upsert_open(session, provider, account, reason[:2000], provider_code, now)
+            store.upsert_open(session, provider, account, reason[:2000], provider_code, now)
         self._remember(provider, account, OPEN, reason, now)
 
     def probe_answered(self, provider: str, account: str) -> None:
         """The probe got an answer from the provider: the account works again."""
         now = self._wall()
         with session_scope() as session:
-            session.execute(
-                update(ProviderAccount)
-                .where(ProviderAccount.provider == provider, ProviderAccount.account == account)
-                .where(ProviderAccount.state == HALF_OPEN)
-                .values(state=CLOSED, updated_at=now)
-            )
+            store.close_half_open(session, provider, account, now)
         self._remember(provider, account, CLOSED, "", now)
-
-    def forget(self) -> None:
-        with self._lock:
-            self._seen.clear()
 
     def _state(self, provider: str, account: str) -> _Seen:
         key = (provider, account)
@@ -127,27 +107,17 @@ class CircuitBreaker:
         if seen is not None and self._clock() - seen.fetched < self.cache_s:
             return seen
         with session_scope() as session:
-            row = session.execute(
-                select(ProviderAccount.state, ProviderAccount.reason, ProviderAccount.updated_at).where(
-                    ProviderAccount.provider == provider, ProviderAccount.account == account
-                )
-            ).one_or_none()
+            row = store.read_state(session, provider, account)
         if row is None:
             return self._remember(provider, account, CLOSED, "", None)
-        return self._remember(provider, account, row.state, row.reason or "", row.updated_at)
+        return self._remember(provider, account, *row)
 
     def _take_probe(self, provider: str, account: str) -> bool:
         """Atomically move open -> half_open; only the one worker that wins probes."""
         now = self._wall()
         cutoff = now - dt.timedelta(seconds=self.probe_after_s)
         with session_scope() as session:
-            result = session.execute(
-                update(ProviderAccount)
-                .where(ProviderAccount.provider == provider, ProviderAccount.account == account)
-                .where(ProviderAccount.state.in_((OPEN, HALF_OPEN)), ProviderAccount.updated_at <= cutoff)
-                .values(state=HALF_OPEN, updated_at=now)
-            )
-            won = bool(result.rowcount)  # type: ignore[attr-defined]
+            won = store.take_probe(session, provider, account, now, cutoff)
         seen = self._seen.get((provider, account))
         self._remember(provider, account, HALF_OPEN, seen.reason if seen else "", now)
         return won
@@ -159,79 +129,3 @@ class CircuitBreaker:
         with self._lock:
             self._seen[(provider, account)] = seen
         return seen
-
-
-def _upsert_open(
-    session: Session, provider: str, account: str, reason: str, code: str | None, now: dt.datetime
-) -> None:
-    dialect = session.get_bind().dialect.name
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ProviderAccount).values(
-        provider=provider,
-        account=account,
-        state=OPEN,
-        reason=reason,
-        provider_code=code,
-        opened_at=now,
-        updated_at=now,
-    )
-    table = ProviderAccount.__table__
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.provider, table.c.account],
-        set_={
-            "state": OPEN,
-            "reason": reason,
-            "provider_code": code,
-            # Keep when it first opened, across the repeated blocks of in-flight calls.
-            "opened_at": case((table.c.state == OPEN, table.c.opened_at), else_=stmt.excluded.opened_at),
-            "updated_at": now,
-        },
-    )
-    session.execute(stmt)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    aware = _aware(value)
-    return aware.isoformat() if aware else None
-
-
-def resume(session: Session, provider: str, account: str | None = None) -> int:
-    """The operator's "try again": close the circuit of one account or of every account."""
-    stmt = update(ProviderAccount).where(
-        ProviderAccount.provider == provider, ProviderAccount.state != CLOSED
-    )
-    if account is not None:
-        stmt = stmt.where(ProviderAccount.account == account)
-    now = utcnow()
-    result = session.execute(stmt.values(state=CLOSED, updated_at=now))
-    # Jobs parked by the open circuit become due now instead of at their long pause.
-    session.execute(
-        update(Job)
-        .where(
-            Job.status == JobStatus.RETRY_WAIT,
-            Job.error_class == "account_blocked",
-            Job.next_attempt_at > now,
-        )
-        .where(Job.batch_id.in_(select(Batch.id).where(Batch.provider == provider)))
-        .values(next_attempt_at=now)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def accounts(session: Session, *, only_stopped: bool = False) -> list[dict[str, Any]]:
-    """Every provider account with a recorded circuit, for ``idbatch status``/``accounts``."""
-    stmt = select(ProviderAccount).order_by(ProviderAccount.provider, ProviderAccount.account)
-    if only_stopped:
-        stmt = stmt.where(ProviderAccount.state != CLOSED)
-    return [
-        {
-            "provider": row.provider,
-            "account": row.account,
-            "state": row.state,
-            "reason": row.reason,
-            "provider_code": row.provider_code,
-            "opened_at": _iso(row.opened_at),
-            "updated_at": _iso(row.updated_at),
-        }
-        for row in session.scalars(stmt)
-    ]

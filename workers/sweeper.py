@@ -17,11 +17,10 @@ What it re-publishes, per active batch:
   older than ``HARD_REQUEUE_S`` (the broker's visibility timeout) is re-published anyway.
 
 A duplicate message is always harmless: ``claim()`` lets only one worker hold a job.
-Two sweepers never publish the same job twice in one pass: on Postgres the candidates
-are locked with ``FOR UPDATE SKIP LOCKED`` and stamped (``enqueued_at``) in the same
-transaction; SQLite transactions start with ``BEGIN IMMEDIATE`` (see db.session), so
-sweepers there are simply serialized. Messages are published after the commit; if
-publishing fails the stamp ages and the next sweep publishes again.
+Two sweepers never publish the same job twice in one pass (``db.sweeps`` locks and
+stamps the candidates in one transaction). Messages are published after the commit
+(``dispatch.publish.after_commit``); if publishing fails the stamp ages and the next
+sweep publishes again.
 
 Runs as the Celery beat task ``idbatch.sweep``, from ``idbatch resume``, and as a
 background thread in the embedded mode.
@@ -31,25 +30,22 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from celery import Celery
 
-from db.models import Batch, Job, utcnow
-from db.session import session_scope
-from idbatch.domain import BatchState, JobStatus
+from db import sweeps
+from db.models import utcnow
+from dispatch.app import celery_app
+from dispatch.publish import Publisher, after_commit, broker_queue_depth, on, publish_jobs
 from idbatch.logging import get_logger
 from idbatch.settings import Settings
 
 log = get_logger(__name__)
 
-HARD_REQUEUE_S = 3600.0  # = the broker's visibility timeout (workers.app_factory)
-PAGE = 1000
-
-Publish = Callable[[list[int]], None]
+HARD_REQUEUE_S = 3600.0  # = the broker's visibility timeout (dispatch.app)
 
 
 @dataclass
@@ -64,66 +60,19 @@ class SweepResult:
         return self.due_retries + self.expired_leases + self.lost_messages
 
 
-def publish_jobs(job_ids: Iterable[int], app: Any = None) -> None:
-    """One message per job (on ``app``, default the current one), over one connection."""
-    from workers.tasks import verify
-
-    ids = list(job_ids)
-    if not ids:
-        return
-    with (app or verify.app).producer_or_acquire() as producer:
-        for job_id in ids:
-            verify.apply_async((job_id,), producer=producer)
-
-
-def broker_queue_depth(app: Any, queue: str) -> int | None:
-    """Messages waiting in ``queue`` (not counting unacked ones), or None if unknown."""
-    from kombu.exceptions import ChannelError
-
-    try:
-        with app.connection_for_read() as conn:
-            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
-    except ChannelError as exc:
-        # Redis deletes an empty list, so "no such queue" means "empty".
-        return 0 if "NOT_FOUND" in str(exc) else None
-    except Exception as exc:  # noqa: BLE001 - a broker outage must not stop the DB-side sweep
-        log.warning("cannot read broker queue depth", error=str(exc))
-        return None
-
-
-def _candidates(session: Any, where: ColumnElement[bool], limit: int) -> list[int]:
-    stmt = select(Job.id).where(where).order_by(Job.id).limit(limit).with_for_update(skip_locked=True)
-    return list(session.scalars(stmt).all())
-
-
-def _active(batch_id: int | None) -> ColumnElement[bool]:
-    active = select(Batch.id).where(Batch.state == BatchState.ACTIVE)
-    if batch_id is not None:
-        active = active.where(Batch.id == batch_id)
-    return Job.batch_id.in_(active.scalar_subquery())
-
-
-def _page(where: ColumnElement[bool], values: dict[str, Any], publish: Publish, limit: int) -> int:
-    with session_scope() as session:
-        ids = _candidates(session, where, limit)
-        if ids:
-            session.execute(update(Job).where(Job.id.in_(ids)).values(**values))
-    publish(ids)
-    return len(ids)
-
-
-def _drain(where: ColumnElement[bool], values: Callable[[], dict[str, Any]], publish: Publish) -> int:
+def _drain(found: sweeps.Selection, publish: Publisher) -> int:
+    where, values = found
     total = 0
     while True:
-        n = _page(where, values(), publish, PAGE)
+        n = sweeps.take_page(where, values(), lambda session, ids: after_commit(session, publish, ids))
         total += n
-        if n < PAGE:
+        if n < sweeps.PAGE:
             return total
 
 
 def sweep(
     settings: Settings,
-    publish: Publish = publish_jobs,
+    publish: Publisher = publish_jobs,
     *,
     queue_depth: Callable[[], int | None] | None = None,
     batch_id: int | None = None,
@@ -133,50 +82,16 @@ def sweep(
     """One pass. ``force`` re-publishes every queued job of ``batch_id`` (``resume``)."""
     result = SweepResult()
     t = now()
-    active = _active(batch_id)
-
-    result.due_retries = _drain(
-        and_(active, Job.status == JobStatus.RETRY_WAIT, Job.next_attempt_at <= t),
-        lambda: {"status": JobStatus.QUEUED, "next_attempt_at": None, "enqueued_at": now()},
-        publish,
-    )
-
+    result.due_retries = _drain(sweeps.due_retries(t, batch_id, now), publish)
     requeue_cutoff = t - dt.timedelta(seconds=settings.requeue_after_s)
-    result.expired_leases = _drain(
-        and_(
-            active,
-            Job.status == JobStatus.RUNNING,
-            Job.lease_until < t,
-            # once per expiry (claim() renews lease_until), again if that message is lost too
-            or_(
-                Job.enqueued_at.is_(None), Job.enqueued_at < Job.lease_until, Job.enqueued_at < requeue_cutoff
-            ),
-        ),
-        lambda: {"enqueued_at": now()},
-        publish,
-    )
-
+    result.expired_leases = _drain(sweeps.expired_leases(t, requeue_cutoff, batch_id, now), publish)
     if force:
         cutoff = t
     else:
         depth = queue_depth() if queue_depth is not None else None
         cutoff = requeue_cutoff if depth == 0 else t - dt.timedelta(seconds=HARD_REQUEUE_S)
-    waiting_since = func.coalesce(Job.enqueued_at, Job.updated_at)
-    result.lost_messages = _drain(
-        and_(active, Job.status.in_((JobStatus.QUEUED, JobStatus.PENDING)), waiting_since <= cutoff),
-        lambda: {"status": JobStatus.QUEUED, "enqueued_at": now()},
-        publish,
-    )
-
-    # A cancelled batch's job whose worker died will never finish: close it.
-    with session_scope() as session:
-        cancelled = select(Batch.id).where(Batch.state == BatchState.CANCELLED).scalar_subquery()
-        res = session.execute(
-            update(Job)
-            .where(Job.batch_id.in_(cancelled), Job.status == JobStatus.RUNNING, Job.lease_until < t)
-            .values(status=JobStatus.CANCELLED, lease_owner=None, lease_until=None, finished_at=t)
-        )
-        result.cancelled = int(res.rowcount)  # type: ignore[attr-defined]
+    result.lost_messages = _drain(sweeps.lost_messages(cutoff, batch_id, now), publish)
+    result.cancelled = sweeps.close_dead_cancelled(t)
     if result.published or result.cancelled:
         log.info(
             "sweep",
@@ -188,18 +103,19 @@ def sweep(
     return result
 
 
-def sweep_with_app(settings: Settings, app: Any, **kwargs: Any) -> SweepResult:
+def sweep_with_app(settings: Settings, app: Celery | None = None, **kwargs: object) -> SweepResult:
     """A sweep that publishes on ``app`` and probes its broker for the queue depth."""
+    app = app or celery_app()
     return sweep(
         settings,
-        lambda ids: publish_jobs(ids, app),
+        on(app),
         queue_depth=lambda: broker_queue_depth(app, settings.queue),
-        **kwargs,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
 @contextmanager
-def sweeper_thread(settings: Settings, app: Any) -> Iterator[threading.Thread]:
+def sweeper_thread(settings: Settings, app: Celery) -> Iterator[threading.Thread]:
     """Embedded mode: sweep every ``sweep_interval_s`` in a daemon thread of this process."""
     stop = threading.Event()
 

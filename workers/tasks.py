@@ -1,16 +1,22 @@
-"""Celery tasks: thin wrappers over plain functions that tests call directly."""
+"""Celery tasks: thin wrappers over plain functions that tests call directly.
+
+Task names are ``dispatch.app``'s constants: producers publish by name, never by
+importing these objects.
+"""
 
 from __future__ import annotations
 
 import structlog
 from celery import current_app, shared_task
 
+from dispatch.app import FAN_OUT, SWEEP, VERIFY
+from dispatch.publish import publish_jobs
 from workers.runtime import runtime
 from workers.sweeper import sweep_with_app
 from workers.verify import process_job
 
 
-@shared_task(name="idbatch.verify", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name=VERIFY, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def verify(job_id: int) -> str | None:
     """Verify one job.
 
@@ -24,21 +30,19 @@ def verify(job_id: int) -> str | None:
         return outcome.status.value if outcome.status else None
 
 
-@shared_task(name="idbatch.sweep", acks_late=False, ignore_result=True)
+@shared_task(name=SWEEP, acks_late=False, ignore_result=True)
 def sweep() -> int:
     """Beat task: re-publish due retries, lost messages and dead workers' jobs."""
     return sweep_with_app(runtime().settings, current_app).published
 
 
-@shared_task(name="idbatch.fan_out", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name=FAN_OUT, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def fan_out(job_ids: list[int]) -> int:
     """Expand one ingest message (a committed chunk of job ids) into one verify message each.
 
     Ingest publishes one message per chunk instead of one per row, so a million-row
-    manifest costs the producer 200 publishes (``producers.submit.CHUNK`` rows each). A
-    redelivered fan-out publishes its ids again, which ``claim()`` makes harmless.
+    manifest costs the producer 200 publishes. A redelivered fan-out publishes its ids
+    again, which ``claim()`` makes harmless.
     """
-    from workers.sweeper import publish_jobs
-
     publish_jobs(job_ids, current_app)
     return len(job_ids)

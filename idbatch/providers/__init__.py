@@ -7,7 +7,8 @@ import httpx
 from idbatch.providers.base import Provider
 from idbatch.settings import DEV_PLACEHOLDER, PROVIDER_SECRETS, Settings
 
-KNOWN_PROVIDERS = ("acedata", "tencent_faceid", "tencent_ocr", "aliyun_market")
+# The one list of providers: the keys of the secrets each one needs (idbatch.settings).
+KNOWN_PROVIDERS = tuple(PROVIDER_SECRETS)
 
 
 def _secret(settings: Settings, name: str, provider: str) -> str:

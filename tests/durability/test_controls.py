@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from db.jobs import claim
+from db.reports import build_report
 from db.session import session_scope
 from idbatch.domain import BatchState, JobStatus
-from idbatch.report import build_report
 from tests.durability.conftest import Stack
 from workers import controls
 from workers.runtime import runtime
-from workers.verify import claim, process_job
+from workers.verify import process_job
 
 pytestmark = pytest.mark.integration
 

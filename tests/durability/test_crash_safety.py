@@ -24,7 +24,7 @@ def test_error_after_claim_puts_the_job_back_with_its_attempt_unspent(
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("database said: too many clients already")
 
-    monkeypatch.setattr(verify, "_prepare_call", broken)
+    monkeypatch.setattr(verify.record, "prepare_call", broken)
     with pytest.raises(RuntimeError):
         process_job(job_id, runtime())
     with session_scope() as session:

@@ -12,7 +12,7 @@ from db.models import Attempt, Result
 from db.session import engine, session_scope
 from idbatch.domain import JobStatus
 from tests.durability.conftest import Stack
-from workers import verify
+from workers import durable, verify
 from workers.runtime import runtime
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def test_lost_connection_while_recording_the_answer_is_retried(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verify.time, "sleep", lambda s: None)  # backoff, not the behaviour under test
+    monkeypatch.setattr(durable.time, "sleep", lambda s: None)  # backoff, not the behaviour under test
     job_id = stack.jobs(stack.submit())[0].id
     failures = {"left": 3}
 

@@ -8,13 +8,16 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from db.jobs import claim
 from db.models import Job, Result
+from db.reports import build_report
 from db.session import session_scope
 from idbatch.domain import BatchKind, JobStatus
-from idbatch.report import build_report
 from tests.durability.conftest import Stack
+from workers.content import content_key
 from workers.runtime import runtime
-from workers.verify import claim, content_key, image_source, process_job
+from workers.sources import image_source
+from workers.verify import process_job
 
 pytestmark = pytest.mark.integration
 

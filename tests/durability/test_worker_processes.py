@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.embedded import current_app
+from dispatch.app import sweep_queue
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
-from idbatch.embedded import current_app
 from producers.submit import submit_path
 from tests.durability.conftest import Stack
-from workers.app_factory import sweep_queue
 from workers.sweeper import sweeper_thread
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _worker(concurrency: int, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     return subprocess.Popen(
-        [sys.executable, "-m", "idbatch.cli", "worker", f"--concurrency={concurrency}", "--loglevel=INFO"],
+        [sys.executable, "-m", "app.cli", "worker", f"--concurrency={concurrency}", "--loglevel=INFO"],
         env=env,
         cwd=ROOT,
         stdout=log.open("wb"),

@@ -7,9 +7,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from db.reports import status_counts
 from db.session import session_scope
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
-from idbatch.report import status_counts
 from simulator.cards import MANIFEST_COLUMNS, generate_sample
 
 MALFORMED = [

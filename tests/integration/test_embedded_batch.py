@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from app.demo import DEMO_CONFIG
+from app.embedded import embedded_stack
 from db.models import Attempt, Job, Result
+from db.reports import build_report
 from db.session import session_scope
-from idbatch.demo import DEMO_CONFIG
-from idbatch.embedded import embedded_stack
-from idbatch.report import build_report
 from producers.submit import submit_path
 from simulator.cards import load_registry
 from tests.conftest import Env, Simulator

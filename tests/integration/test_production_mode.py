@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from app.demo import DEMO_CONFIG
+from app.embedded import current_app
 from db.models import Job, Result
+from db.reports import build_report
 from db.session import session_scope
-from idbatch.demo import DEMO_CONFIG
-from idbatch.embedded import current_app
-from idbatch.report import build_report
 from producers.submit import submit_path
 from simulator.cards import load_registry
 from tests.conftest import Env, Simulator
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 
 def idbatch_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "idbatch.cli", *args]
+    return [sys.executable, "-m", "app.cli", *args]
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from app.cli import app as cli_app
 from db.migrate import upgrade
 from db.models import Job
 from db.session import session_scope
-from idbatch.cli import app as cli_app
 from idbatch.domain import JobStatus
 from idbatch.providers import errors
 from producers.submit import submit_path

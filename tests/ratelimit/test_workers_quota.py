@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from app.embedded import current_app
 from db.migrate import upgrade
 from db.models import Attempt, Job
 from db.session import session_scope
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
-from idbatch.embedded import current_app
 from producers.submit import submit_path
 from simulator.cards import load_registry, write_copies_manifest
 from tests.conftest import Env, Simulator
@@ -53,7 +53,7 @@ def test_two_workers_stay_within_the_quota(
 
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "idbatch.cli", "worker", "--concurrency", "6", "--loglevel", "WARNING"],
+            [sys.executable, "-m", "app.cli", "worker", "--concurrency", "6", "--loglevel", "WARNING"],
             env=dict(os.environ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -63,7 +63,7 @@ def test_two_workers_stay_within_the_quota(
     # The sweeper re-publishes retries and deferred jobs (none are expected here).
     procs.append(
         subprocess.Popen(
-            [sys.executable, "-m", "idbatch.cli", "beat", "--loglevel", "WARNING"],
+            [sys.executable, "-m", "app.cli", "beat", "--loglevel", "WARNING"],
             env=dict(os.environ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select
 
 from db.models import Job
+from db.reports import Report, build_report
 from db.session import session_scope
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
-from idbatch.report import Report, build_report
 from workers.runtime import runtime
 from workers.verify import process_job
 

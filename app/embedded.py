@@ -15,18 +15,21 @@ from typing import Any
 from celery import Celery
 from rich.console import Console
 
+import workers.tasks  # noqa: F401 - registers the tasks the in-process worker runs
+from app.render import follow
 from db import session as db_session
 from db.migrate import upgrade
+from db.reports import status_counts
 from db.session import session_scope
+from dispatch import app as dispatch_app
+from idbatch import pii
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
 from idbatch.gateway import create_app as create_gateway
-from idbatch.render import follow
-from idbatch.report import status_counts
 from idbatch.servers import BackgroundServer
 from idbatch.settings import Settings, get_settings
 from workers import runtime as worker_runtime
-from workers.app_factory import create_celery
 from workers.embedded import embedded_worker
+from workers.sweeper import sweeper_thread
 
 
 def apply_env(values: dict[str, str]) -> Settings:
@@ -35,17 +38,14 @@ def apply_env(values: dict[str, str]) -> Settings:
     get_settings.cache_clear()
     db_session.reset()
     worker_runtime.reset()
-    from idbatch import pii
-
+    dispatch_app.reset()
     pii.vault.cache_clear()
     return get_settings()
 
 
 def current_app(settings: Settings) -> Celery:
-    app = create_celery(settings)
-    app.set_current()
-    app.set_default()
-    return app
+    """A Celery app for ``settings``, made the one this process publishes on."""
+    return dispatch_app.install(dispatch_app.create_celery(settings, include=["workers.tasks"]))
 
 
 @contextmanager
@@ -72,8 +72,6 @@ def embedded_stack(settings: Settings, concurrency: int | None = None) -> Iterat
 
     The sweeper thread publishes due retries (retries are rows, not countdown messages).
     """
-    from workers.sweeper import sweeper_thread
-
     upgrade(settings.database_url)
     app = current_app(settings)
     with (

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from idbatch.report import Report
+from db.reports import Report
 
 
 def render_report(report: Report, console: Console) -> None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+from app.embedded import apply_env, data_path, embedded_stack, image_gateway, wait_for_batch
+from app.render import render_report
+from db.reports import Report, build_report
 from db.session import session_scope
-from idbatch.embedded import apply_env, data_path, embedded_stack, image_gateway, wait_for_batch
-from idbatch.render import render_report
-from idbatch.report import Report, build_report
 from idbatch.servers import BackgroundServer
 from idbatch.settings import get_settings
 from producers.submit import submit_path

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from idbatch.domain import BatchKind
 from idbatch.logging import configure
+from idbatch.providers import KNOWN_PROVIDERS
 from idbatch.settings import get_settings
 
 app = typer.Typer(
@@ -51,14 +52,14 @@ def demo(
     seed: Annotated[int | None, typer.Option(help="seed for a reproducible sample")] = None,
     concurrency: Annotated[int, typer.Option(help="in-process worker threads")] = 16,
     provider: Annotated[
-        str, typer.Option(help="acedata, tencent_faceid, tencent_ocr or aliyun_market (all simulated)")
+        str, typer.Option(help=f"one of {', '.join(KNOWN_PROVIDERS)} (all simulated)")
     ] = "acedata",
 ) -> None:
     """Run a real batch of synthetic cards end to end on the embedded default."""
-    from idbatch.demo import DEMO_QUOTAS, run_demo
+    from app.demo import run_demo
 
-    if provider not in DEMO_QUOTAS:
-        raise typer.BadParameter(f"unknown provider {provider!r}; choose from {', '.join(DEMO_QUOTAS)}")
+    if provider not in KNOWN_PROVIDERS:
+        raise typer.BadParameter(f"unknown provider {provider!r}; choose from {', '.join(KNOWN_PROVIDERS)}")
     result = run_demo(console, count=count, seed=seed, concurrency=concurrency, provider=provider)
     if not (result.report.accounted and result.report.done and result.report.jobs == count):
         console.print("[red]not every row reached a terminal state[/red]")
@@ -86,7 +87,6 @@ def submit(
     With the in-memory broker (embedded mode) the batch is processed in this process
     and the report printed; otherwise the jobs go to the broker for ``idbatch worker``.
     """
-    from db.migrate import upgrade
     from producers.csv_manifest import ManifestError
     from producers.s3 import submit_target
 
@@ -95,13 +95,13 @@ def submit(
     embedded = settings.broker_url.startswith("memory://")
     try:
         if embedded:
+            from app.embedded import embedded_stack, image_gateway, wait_for_batch
+            from app.render import render_report
+            from db.reports import build_report
             from db.session import session_scope
-            from idbatch.embedded import embedded_stack, image_gateway, wait_for_batch
-            from idbatch.render import render_report
-            from idbatch.report import build_report
 
             with image_gateway(settings) as gw:
-                from idbatch.embedded import apply_env
+                from app.embedded import apply_env
 
                 settings = apply_env({"IDBATCH_GATEWAY_URL": gw.url})
                 with embedded_stack(settings):
@@ -117,8 +117,7 @@ def submit(
             with session_scope() as session:
                 render_report(build_report(session, result.batch_id), console)
             return
-        upgrade(settings.database_url)
-        _control_app()  # publish on the broker from settings, not Celery's default app
+        _require_schema(settings.database_url)
         result = submit_target(
             manifest,
             settings=settings,
@@ -142,17 +141,17 @@ def status(
     watch: Annotated[bool, typer.Option(help="follow with a progress bar until done")] = False,
 ) -> None:
     """Live counts for a batch."""
+    from db.reports import status_counts
     from db.session import session_scope
-    from idbatch.report import status_counts
 
     if watch:
-        from idbatch.embedded import wait_for_batch
+        from app.embedded import wait_for_batch
 
         wait_for_batch(batch, console)
         return
     with session_scope() as session:
         counts = status_counts(session, batch)
-        from workers.circuit import accounts as circuit_accounts
+        from db.accounts import accounts as circuit_accounts
 
         stopped = circuit_accounts(session, only_stopped=True)  # calls stopped until resumed
     out = {"batch": batch, "counts": counts, "jobs": sum(counts.values()), "stopped_accounts": stopped}
@@ -166,9 +165,9 @@ def report(
     reveal: Annotated[bool, typer.Option(help="show unmasked PII (audited use only)")] = False,
 ) -> None:
     """Reconciliation report: counts by status, warnings, checks, rejected rows."""
+    from app.render import render_report
+    from db.reports import build_report
     from db.session import session_scope
-    from idbatch.render import render_report
-    from idbatch.report import build_report
 
     with session_scope() as session:
         rep = build_report(session, batch, reveal=reveal)
@@ -178,14 +177,18 @@ def report(
         render_report(rep, console)
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
+    ctx: typer.Context,
     concurrency: Annotated[
         int | None, typer.Option(help="threads (default IDBATCH_WORKER_CONCURRENCY)")
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
 ) -> None:
-    """Start a Celery worker process (production mode)."""
+    """Start a Celery worker process (production mode).
+
+    Further options go to ``celery worker`` as they are (e.g. ``-E``, ``--hostname=w1@%h``).
+    """
     settings = get_settings()
     if settings.broker_url.startswith("memory://"):
         console.print(
@@ -195,23 +198,21 @@ def worker(
         )
         raise typer.Exit(2)
     if "IDBATCH_DB_PRE_PING" not in os.environ:
-        # Worker transactions retry dead connections themselves (workers.verify._durably):
+        # Worker transactions retry dead connections themselves (workers.durable.durably):
         # skip the per-checkout ping round trip (see db.session.make_engine).
-        from idbatch.embedded import apply_env
+        from app.embedded import apply_env
 
         settings = apply_env({"IDBATCH_DB_PRE_PING": "false"})
-    from workers.app_factory import sweep_queue
     from workers.celery_app import app as celery_app
 
     celery_app.worker_main(
         [
             "worker",
-            "--pool=threads",
             f"--concurrency={concurrency or settings.worker_concurrency}",
-            f"--queues={settings.queue},{sweep_queue(settings)}",
             f"--loglevel={loglevel}",
             "--without-gossip",
             "--without-mingle",
+            *ctx.args,
         ]
     )
 
@@ -224,12 +225,10 @@ def listen(
     until_idle: Annotated[bool, typer.Option(help="exit after the first empty poll")] = False,
 ) -> None:
     """Turn S3 upload events (from SQS) into jobs of a standing "events" batch."""
-    from db.migrate import upgrade
     from producers.events import EventListener
 
     settings = get_settings()
-    upgrade(settings.database_url)
-    _control_app()  # publish on the broker from settings, not Celery's default app
+    _require_schema(settings.database_url)
     listener = EventListener(settings, queue_url=queue_url, provider=provider, config=_parse_config(config))
     console.print(f"listening on {listener.queue_url} → batch {listener.batch_id}")
     total = listener.run(until_idle=until_idle)
@@ -290,8 +289,8 @@ def accounts_list(ctx: typer.Context) -> None:
     """List provider accounts with a recorded circuit (closed / open / half_open)."""
     if ctx.invoked_subcommand is not None:
         return
+    from db.accounts import accounts
     from db.session import session_scope
-    from workers.circuit import accounts
 
     with session_scope() as session:
         console.print_json(json.dumps(accounts(session)))
@@ -303,28 +302,33 @@ def accounts_resume(
     account: Annotated[str | None, typer.Argument(help="account (default: all of the provider's)")] = None,
 ) -> None:
     """Close an open circuit: workers call the account again within a few seconds."""
+    from db.accounts import resume
     from db.session import session_scope
-    from workers.circuit import resume
 
     with session_scope() as session:
         n = resume(session, provider, account)
     console.print(f"resumed {n} account(s) of {provider}")
 
 
-def _control_app() -> Any:
-    """The Celery app for publishing from this process (the in-memory broker has no workers)."""
-    settings = get_settings()
-    if settings.broker_url.startswith("memory://"):
-        return None
-    from idbatch.embedded import current_app
-
-    return current_app(settings)
+def _embedded() -> bool:
+    return get_settings().broker_url.startswith("memory://")
 
 
-def _publisher(celery_app: Any) -> Any:
-    from workers.sweeper import publish_jobs
+def _publisher() -> Any:
+    """Publish on the broker from settings; with the in-memory broker there is no worker to
+    receive, so the jobs stay queued in the database for the next embedded run's sweeper."""
+    from dispatch.publish import discard, publish_jobs
 
-    return (lambda ids: None) if celery_app is None else (lambda ids: publish_jobs(ids, celery_app))
+    return discard if _embedded() else publish_jobs
+
+
+def _require_schema(database_url: str) -> None:
+    """Production mode never migrates implicitly: a deploy runs ``idbatch db upgrade`` once."""
+    from db.migrate import pending
+
+    if pending(database_url):
+        console.print("[red]the database schema is not current;[/red] run `idbatch db upgrade` first")
+        raise typer.Exit(2)
 
 
 def _control(fn: Any, *args: Any) -> None:
@@ -352,16 +356,15 @@ def resume(
 ) -> None:
     """Resume a paused batch, or (no BATCH) re-publish lost and due jobs of all batches now."""
     settings = get_settings()
-    celery_app = _control_app()
     if batch is None:
         from workers.sweeper import sweep
 
-        result = sweep(settings, _publisher(celery_app), queue_depth=lambda: 0)
+        result = sweep(settings, _publisher(), queue_depth=lambda: 0)
         console.print_json(json.dumps({"published": result.published, **vars(result)}))
         return
     from workers.controls import resume as resume_batch
 
-    _control(resume_batch, batch, settings, _publisher(celery_app))
+    _control(resume_batch, batch, settings, _publisher())
 
 
 @app.command()
@@ -377,7 +380,7 @@ def retry_failed(batch: Annotated[int, typer.Argument(help="batch id")]) -> None
     """Run the batch's failed jobs again (processing failed; negative verdicts are kept)."""
     from workers.controls import retry_failed as retry_failed_jobs
 
-    _control(retry_failed_jobs, batch, _publisher(_control_app()))
+    _control(retry_failed_jobs, batch, _publisher())
 
 
 @app.command()
@@ -386,12 +389,11 @@ def beat(loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO
 
     Run one per deployment; a second is harmless (the sweep locks the rows it publishes).
     """
-    if _control_app() is None:
+    if _embedded():
         console.print("[red]beat needs a real broker;[/red] the embedded mode sweeps in-process")
         raise typer.Exit(2)
     from workers.celery_app import app as celery_app
 
-    get_settings().data_dir.mkdir(parents=True, exist_ok=True)  # holds celerybeat-schedule
     celery_app.start(["beat", f"--loglevel={loglevel}"])
 
 
@@ -402,6 +404,33 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
     upgrade(get_settings().database_url, revision)
     console.print("database is at", revision)
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. -1")]) -> None:
+    """Revert migrations down to REVISION."""
+    from db.migrate import downgrade
+
+    downgrade(get_settings().database_url, revision)
+    console.print("database is at", revision)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's revision and whether it is the latest."""
+    from db.migrate import current, head
+
+    rev = current(get_settings().database_url)
+    console.print(f"current: {rev or '(empty)'}   head: {head()}")
+
+
+@db_app.command("history")
+def db_history() -> None:
+    """List the migrations, oldest first."""
+    from db.migrate import history
+
+    for line in history():
+        console.print(line)
 
 
 def main() -> None:

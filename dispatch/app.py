@@ -23,40 +23,68 @@
   lossy truth.
 - Memory transport (embedded mode) polls every 10 ms instead of once a second, so the
   in-process broker is never the bottleneck.
+- Both queues are declared in ``task_queues`` and the pool, concurrency and events come
+  from settings, so a plain ``celery -A workers.celery_app worker`` behaves exactly like
+  ``idbatch worker``; beat keeps its schedule file under the data dir, which
+  ``DataDirScheduler`` creates, so ``celery -A workers.celery_app beat`` starts anywhere.
+
+Messages are sent by task *name* (``VERIFY``, ``FAN_OUT``, ``SWEEP``): the app built here
+knows no task objects, so producers can publish without importing workers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.beat import PersistentScheduler
+from kombu import Queue  # type: ignore[attr-defined]
 
-from idbatch.settings import Settings
+from idbatch.settings import Settings, get_settings
+
+VERIFY = "idbatch.verify"
+FAN_OUT = "idbatch.fan_out"
+SWEEP = "idbatch.sweep"
 
 
 def sweep_queue(settings: Settings) -> str:
     return f"{settings.queue}.sweep"
 
 
-def create_celery(settings: Settings) -> Celery:
-    app = Celery("idbatch", broker=settings.broker_url, include=["workers.tasks"])
+class DataDirScheduler(PersistentScheduler):  # type: ignore[misc]
+    """Celery's file-backed beat scheduler, creating the data dir its file lives in."""
+
+    def setup_schedule(self) -> None:
+        Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
+        super().setup_schedule()
+
+
+def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
+    app = Celery("idbatch", broker=settings.broker_url, include=list(include))
     transport_options: dict[str, Any] = {"visibility_timeout": 3600}
     if settings.broker_url.startswith("memory://"):
         transport_options = {"polling_interval": 0.01}
     app.conf.update(
         task_default_queue=settings.queue,
+        task_queues=[Queue(settings.queue), Queue(sweep_queue(settings))],  # type: ignore[no-untyped-call]
+        worker_pool="threads",
+        worker_concurrency=settings.worker_concurrency,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
         task_store_errors_even_if_ignored=False,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
+        worker_send_task_events=settings.celery_events,
+        task_send_sent_event=settings.celery_events,
         broker_transport_options=transport_options,
-        task_routes={"idbatch.sweep": {"queue": sweep_queue(settings)}},
+        task_routes={SWEEP: {"queue": sweep_queue(settings)}},
+        beat_scheduler=f"{__name__}:DataDirScheduler",
         beat_schedule={
             "sweep": {
-                "task": "idbatch.sweep",
+                "task": SWEEP,
                 "schedule": settings.sweep_interval_s,
                 "options": {"expires": max(1.0, settings.sweep_interval_s * 2)},
             }
@@ -68,3 +96,26 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+_app: Celery | None = None
+
+
+def celery_app() -> Celery:
+    """This process's app (built from settings on first use): every message goes out on it."""
+    return _app if _app is not None else install(create_celery(get_settings()))
+
+
+def install(app: Celery) -> Celery:
+    """Make ``app`` the one this process publishes on (and Celery's current/default app)."""
+    global _app
+    app.set_current()
+    app.set_default()
+    _app = app
+    return app
+
+
+def reset() -> None:
+    """Forget the app (after settings change)."""
+    global _app
+    _app = None

@@ -1,0 +1,302 @@
+"""The short transactions around a provider call: before (may we call?) and after (record).
+
+Each function here is one transaction through ``db.jobs``; ``workers.verify`` runs
+them under ``workers.durable.durably`` so a database outage delays, never loses, them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import jobs
+from db.jobs import Claim
+from db.models import utcnow
+from db.session import session_scope
+from idbatch.domain import AttemptOutcome, ErrorClass, JobStatus, NormalizedResult, Verdict, Warn
+from idbatch.idnumber import normalize
+from idbatch.logging import get_logger
+from idbatch.pii import scrub, strip_images, vault
+from idbatch.providers import errors
+from idbatch.providers.base import CallRecord, ProviderAnswer
+from workers.retry import RetryPolicy, attempt_outcome
+from workers.runtime import Runtime
+from workers.verdict import judge
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened; ``retry_in_s`` asks the caller to schedule another attempt."""
+
+    status: JobStatus | None
+    retry_in_s: float | None = None
+
+
+def _status_of(verdict: Verdict) -> JobStatus:
+    return JobStatus.PASSED if verdict == Verdict.PASSED else JobStatus.NEGATIVE
+
+
+def _stored_outcome(session: Session, claimed: Claim, owner: str) -> Outcome | None:
+    """If this job's answer is already stored (earlier worker, ambiguous commit), finish from it."""
+    verdict = jobs.stored_verdict(session, claimed.job_id)
+    if verdict is None:
+        return None
+    status = _status_of(verdict)
+    jobs.release(
+        session, claimed, owner, status=status, finished_at=utcnow(), attempt_count=claimed.attempt - 1
+    )
+    return Outcome(status)
+
+
+def prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
+    """Decide whether a provider call is needed; None means "call now".
+
+    Reuses an earlier paid answer for the same content key (unless the batch is a
+    ``rerun``, whose purpose is to call again). One transaction, no savepoint: the
+    content-key update is its last statement, so a unique-index conflict (the same card
+    being verified by another job right now) rolls back nothing else and is handled in
+    a transaction of its own: the job waits for that answer instead of paying twice.
+    """
+    owner = rt.worker_id
+    try:
+        with session_scope() as session:
+            if claimed.attempt > 1:  # an earlier attempt may have stored the answer
+                stored = _stored_outcome(session, claimed, owner)
+                if stored is not None:
+                    return stored
+            source = jobs.reusable_result(session, claimed, key)
+            if source is not None:
+                origin = jobs.copy_answer(session, source, claimed.job_id)
+                status = _status_of(source.verdict)
+                jobs.release(
+                    session,
+                    claimed,
+                    owner,
+                    status=status,
+                    finished_at=utcnow(),
+                    attempt_count=claimed.attempt - 1,
+                    content_key=key,
+                    reused_from=origin,
+                    error_class=None,
+                    last_error=None,
+                    next_attempt_at=None,
+                )
+                return Outcome(status)
+            if not jobs.hold_content_key(session, claimed, owner, key):
+                return Outcome(None)  # our lease expired and another worker took the job
+    except IntegrityError:
+        wait_s = max(1.0, rt.settings.sweep_interval_s)
+        with session_scope() as session:
+            jobs.release(
+                session,
+                claimed,
+                owner,
+                status=JobStatus.RETRY_WAIT,
+                attempt_count=claimed.attempt - 1,
+                next_attempt_at=utcnow() + dt.timedelta(seconds=wait_s),
+                content_key=None,
+            )
+        return Outcome(JobStatus.RETRY_WAIT, wait_s)
+    return None
+
+
+def attempt_rows(
+    claimed: Claim, calls: list[CallRecord], started: dt.datetime, account: str, outcome: AttemptOutcome
+) -> list[dict[str, object]]:
+    return [
+        {
+            "job_id": claimed.job_id,
+            "number": claimed.attempt,
+            "side": c.side,
+            "provider": claimed.provider,
+            "account": account,
+            "started_at": started,
+            "latency_ms": c.latency_ms,
+            "http_status": c.http_status,
+            "provider_code": c.provider_code,
+            "provider_request_id": c.request_id,
+            "outcome": outcome,
+            "billable": c.billable,
+            "handoff": c.handoff,
+            "error": None,
+        }
+        for c in calls
+    ]
+
+
+def _result_row(claimed: Claim, result: NormalizedResult, verdict: Verdict) -> dict[str, object]:
+    v = vault()
+    return {
+        "job_id": claimed.job_id,
+        "provider": claimed.provider,
+        "verdict": verdict,
+        "name_enc": v.encrypt(result.name),
+        "sex": result.sex,
+        "nation": result.nation,
+        "birth": result.birth,
+        "address_enc": v.encrypt(result.address),
+        "id_number_enc": v.encrypt(result.id_number),
+        "id_number_hash": v.lookup_hash(normalize(result.id_number) if result.id_number else None),
+        "authority": result.authority,
+        "valid_from": result.valid_from,
+        "valid_to": result.valid_to,
+        "valid_long_term": result.valid_long_term,
+        "similarity": result.similarity,
+        "quality": result.quality,
+        "description": result.description,
+        "raw_enc": v.encrypt_json(strip_images(result.raw)),
+    }
+
+
+def _warning_rows(claimed: Claim, warns: list[Warn]) -> list[dict[str, object]]:
+    return [
+        {
+            "job_id": claimed.job_id,
+            "code": w.code.value,
+            "source": w.source.value,
+            "provider_code": w.provider_code,
+            "detail": scrub(w.detail) if w.detail else None,
+        }
+        for w in warns
+    ]
+
+
+def finish_answer(
+    claimed: Claim,
+    answer: ProviderAnswer,
+    started: dt.datetime,
+    account: str,
+    rt: Runtime,
+    *,
+    check_stored: bool = False,
+) -> Outcome:
+    """Record attempt(s), result, warnings and the final status in one transaction.
+
+    ``check_stored`` looks for an answer already stored for this job first; only needed
+    when the finishing transaction is being retried (its commit may have landed) or the
+    job was claimed before. A result stored by another worker meanwhile (our lease had
+    expired) surfaces as a unique violation: then only our attempts are recorded, so the
+    paid call is still accounted for.
+    """
+    v = vault()
+    claimed_name, claimed_id = v.decrypt(claimed.claimed_name_enc), v.decrypt(claimed.claimed_id_enc)
+    verdict, warns = judge(answer.result, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
+    status = _status_of(verdict)
+    attempts = attempt_rows(claimed, answer.calls, started, account, AttemptOutcome.ANSWERED)
+    try:
+        with session_scope() as session:
+            if check_stored:
+                stored = _stored_outcome(session, claimed, rt.worker_id)
+                if stored is not None:
+                    return stored
+            jobs.record_attempts(session, attempts)
+            jobs.record_result(
+                session, _result_row(claimed, answer.result, verdict), _warning_rows(claimed, warns)
+            )
+            jobs.release(
+                session,
+                claimed,
+                rt.worker_id,
+                status=status,
+                finished_at=utcnow(),
+                error_class=None,
+                last_error=None,
+                next_attempt_at=None,
+            )
+    except IntegrityError:
+        log.warning("result already recorded", job_id=claimed.job_id)
+        with session_scope() as session:
+            jobs.record_attempts(session, attempts)
+        return Outcome(None)
+    return Outcome(status)
+
+
+def reason_at(claimed: Claim, reason: str) -> str:
+    """Prefix a reason with the manifest row, as ingest reasons are."""
+    return reason if claimed.row_number is None else f"row {claimed.row_number}: {reason}"
+
+
+def finish_rejected(claimed: Claim, reason: str, rt: Runtime) -> Outcome:
+    """Bad input found before calling: terminal, no attempt spent."""
+    with session_scope() as session:
+        jobs.release(
+            session,
+            claimed,
+            rt.worker_id,
+            status=JobStatus.REJECTED,
+            finished_at=utcnow(),
+            error_class=ErrorClass.INPUT,
+            last_error=scrub(reason_at(claimed, reason)),
+            attempt_count=claimed.attempt - 1,
+        )
+    return Outcome(JobStatus.REJECTED)
+
+
+def defer(claimed: Claim, delay_s: float, error_class: ErrorClass, reason: str, rt: Runtime) -> Outcome:
+    """No call was made (circuit open, no token soon, a crash): put the job back, attempt unspent."""
+    with session_scope() as session:
+        jobs.release(
+            session,
+            claimed,
+            rt.worker_id,
+            status=JobStatus.RETRY_WAIT,
+            error_class=error_class,
+            last_error=scrub(reason),
+            attempt_count=claimed.attempt - 1,
+            next_attempt_at=utcnow() + dt.timedelta(seconds=delay_s),
+        )
+    return Outcome(JobStatus.RETRY_WAIT, delay_s)
+
+
+def finish_error(
+    claimed: Claim,
+    exc: errors.ProviderError,
+    started: dt.datetime,
+    latency_ms: float,
+    account: str,
+    policy: RetryPolicy,
+    rt: Runtime,
+    *,
+    handoff: str = "url",
+) -> Outcome:
+    """Record the failed call (and any sides answered before it); apply the retry decision."""
+    message = scrub(exc.message)
+    failed_call = CallRecord(
+        side=exc.side,
+        http_status=exc.http_status,
+        provider_code=exc.provider_code,
+        request_id=exc.request_id,
+        latency_ms=latency_ms,
+        billable=exc.billable,
+        handoff=handoff,
+    )
+    attempts = attempt_rows(claimed, exc.calls, started, account, AttemptOutcome.ANSWERED)
+    attempts += attempt_rows(claimed, [failed_call], started, account, attempt_outcome(exc))
+    attempts[-1]["error"] = message
+    decision = policy.decide(claimed.attempt, exc)
+    values: dict[str, object] = {"status": decision.status, "error_class": decision.error_class}
+    if decision.terminal:
+        values["finished_at"] = utcnow()
+        values["last_error"] = (
+            message
+            if decision.status != JobStatus.FAILED
+            else (f"{message} (after {claimed.attempt} attempts)")
+        )
+    else:
+        values["last_error"] = message
+        values["next_attempt_at"] = utcnow() + dt.timedelta(seconds=decision.retry_in_s or 0.0)
+    if not decision.counts_attempt:
+        values["attempt_count"] = claimed.attempt - 1
+    with session_scope() as session:
+        jobs.record_attempts(session, attempts)
+        jobs.release(session, claimed, rt.worker_id, **values)
+    if decision.error_class is ErrorClass.ACCOUNT_BLOCKED:
+        log.error(
+            "provider account blocked", provider=claimed.provider, account=account, code=exc.provider_code
+        )
+    return Outcome(decision.status, decision.retry_in_s)
