@@ -6,44 +6,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from app import cli_admin
+from app.cli_common import app, console, embedded, parse_config, require_schema
 from idbatch.domain import BatchKind
-from idbatch.logging import configure
 from idbatch.providers import KNOWN_PROVIDERS
 from idbatch.settings import get_settings
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Verify Chinese resident ID cards in bulk through provider APIs.",
-)
-db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-accounts_app = typer.Typer(help="Provider accounts: circuit state, resume after a block.")
-app.add_typer(accounts_app, name="accounts")
-console = Console()
-
-
-@app.callback()
-def _setup() -> None:
-    settings = get_settings()
-    configure(settings.log_level, settings.log_json)
-
-
-def _parse_config(config: str | None) -> dict[str, Any]:
-    if not config:
-        return {}
-    try:
-        value = json.loads(config)
-    except ValueError as exc:
-        raise typer.BadParameter(f"--config must be a JSON object: {exc}") from exc
-    if not isinstance(value, dict):
-        raise typer.BadParameter("--config must be a JSON object")
-    return value
+__all__ = ["app", "cli_admin", "main"]  # cli_admin: imported to register its commands
 
 
 @app.command()
@@ -109,7 +82,7 @@ def submit(
                         manifest,
                         settings=settings,
                         provider=provider,
-                        config=_parse_config(config),
+                        config=parse_config(config),
                         kind=kind,
                         encoding=encoding,
                     )
@@ -117,12 +90,12 @@ def submit(
             with session_scope() as session:
                 render_report(build_report(session, result.batch_id), console)
             return
-        _require_schema(settings.database_url)
+        require_schema(settings.database_url)
         result = submit_target(
             manifest,
             settings=settings,
             provider=provider,
-            config=_parse_config(config),
+            config=parse_config(config),
             kind=kind,
             encoding=encoding,
         )
@@ -228,8 +201,8 @@ def listen(
     from producers.events import EventListener
 
     settings = get_settings()
-    _require_schema(settings.database_url)
-    listener = EventListener(settings, queue_url=queue_url, provider=provider, config=_parse_config(config))
+    require_schema(settings.database_url)
+    listener = EventListener(settings, queue_url=queue_url, provider=provider, config=parse_config(config))
     console.print(f"listening on {listener.queue_url} → batch {listener.batch_id}")
     total = listener.run(until_idle=until_idle)
     console.print_json(json.dumps(vars(total)))
@@ -284,153 +257,18 @@ def cards(
     console.print(f"wrote {len(rows)} rows to {out / 'manifest.csv'}")
 
 
-@accounts_app.callback(invoke_without_command=True)
-def accounts_list(ctx: typer.Context) -> None:
-    """List provider accounts with a recorded circuit (closed / open / half_open)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from db.accounts import accounts
-    from db.session import session_scope
-
-    with session_scope() as session:
-        console.print_json(json.dumps(accounts(session)))
-
-
-@accounts_app.command("resume")
-def accounts_resume(
-    provider: Annotated[str, typer.Argument(help="provider name, e.g. acedata")],
-    account: Annotated[str | None, typer.Argument(help="account (default: all of the provider's)")] = None,
-) -> None:
-    """Close an open circuit: workers call the account again within a few seconds."""
-    from db.accounts import resume
-    from db.session import session_scope
-
-    with session_scope() as session:
-        n = resume(session, provider, account)
-    console.print(f"resumed {n} account(s) of {provider}")
-
-
-def _embedded() -> bool:
-    return get_settings().broker_url.startswith("memory://")
-
-
-def _publisher() -> Any:
-    """Publish on the broker from settings; with the in-memory broker there is no worker to
-    receive, so the jobs stay queued in the database for the next embedded run's sweeper."""
-    from dispatch.publish import discard, publish_jobs
-
-    return discard if _embedded() else publish_jobs
-
-
-def _require_schema(database_url: str) -> None:
-    """Production mode never migrates implicitly: a deploy runs ``idbatch db upgrade`` once."""
-    from db.migrate import pending
-
-    if pending(database_url):
-        console.print("[red]the database schema is not current;[/red] run `idbatch db upgrade` first")
-        raise typer.Exit(2)
-
-
-def _control(fn: Any, *args: Any) -> None:
-    from workers.controls import BatchControlError, as_dict
-
-    try:
-        result = fn(*args)
-    except BatchControlError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-    console.print_json(json.dumps(as_dict(result)))
-
-
-@app.command()
-def pause(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
-    """Stop starting new calls for a batch; calls in flight finish and are recorded."""
-    from workers.controls import pause as pause_batch
-
-    _control(pause_batch, batch)
-
-
-@app.command()
-def resume(
-    batch: Annotated[int | None, typer.Argument(help="batch id (default: sweep every active batch)")] = None,
-) -> None:
-    """Resume a paused batch, or (no BATCH) re-publish lost and due jobs of all batches now."""
-    settings = get_settings()
-    if batch is None:
-        from workers.sweeper import sweep
-
-        result = sweep(settings, _publisher(), queue_depth=lambda: 0)
-        console.print_json(json.dumps({"published": result.published, **vars(result)}))
-        return
-    from workers.controls import resume as resume_batch
-
-    _control(resume_batch, batch, settings, _publisher())
-
-
-@app.command()
-def cancel(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
-    """Cancel a batch: open jobs become cancelled; calls in flight finish and are recorded."""
-    from workers.controls import cancel as cancel_batch
-
-    _control(cancel_batch, batch)
-
-
-@app.command("retry-failed")
-def retry_failed(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
-    """Run the batch's failed jobs again (processing failed; negative verdicts are kept)."""
-    from workers.controls import retry_failed as retry_failed_jobs
-
-    _control(retry_failed_jobs, batch, _publisher())
-
-
 @app.command()
 def beat(loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO") -> None:
     """Run Celery beat: sends the sweep task (due retries, lost messages, dead workers).
 
     Run one per deployment; a second is harmless (the sweep locks the rows it publishes).
     """
-    if _embedded():
+    if embedded():
         console.print("[red]beat needs a real broker;[/red] the embedded mode sweeps in-process")
         raise typer.Exit(2)
     from workers.celery_app import app as celery_app
 
     celery_app.start(["beat", f"--loglevel={loglevel}"])
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply migrations (safe while old workers run; migrators serialize on a lock)."""
-    from db.migrate import upgrade
-
-    upgrade(get_settings().database_url, revision)
-    console.print("database is at", revision)
-
-
-@db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. -1")]) -> None:
-    """Revert migrations down to REVISION."""
-    from db.migrate import downgrade
-
-    downgrade(get_settings().database_url, revision)
-    console.print("database is at", revision)
-
-
-@db_app.command("current")
-def db_current() -> None:
-    """Print the database's revision and whether it is the latest."""
-    from db.migrate import current, head
-
-    rev = current(get_settings().database_url)
-    console.print(f"current: {rev or '(empty)'}   head: {head()}")
-
-
-@db_app.command("history")
-def db_history() -> None:
-    """List the migrations, oldest first."""
-    from db.migrate import history
-
-    for line in history():
-        console.print(line)
 
 
 def main() -> None:

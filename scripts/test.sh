@@ -15,4 +15,5 @@ scripts/services.sh
 
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
+echo "== import contracts"; .venv/bin/lint-imports --no-cache
 echo "== pytest"; .venv/bin/pytest "$@"

@@ -18,7 +18,7 @@ import httpx
 from idbatch.providers import build_provider
 from idbatch.providers.base import Provider
 from idbatch.settings import Settings, get_settings
-from workers.ratelimit import AccountGate, build_gate
+from workers.gate import AccountGate, build_gate
 
 
 @dataclass

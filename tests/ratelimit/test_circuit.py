@@ -20,7 +20,8 @@ from simulator.cards import generate_sample
 from tests.conftest import Env
 from workers import runtime as worker_runtime
 from workers.circuit import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker, accounts, resume
-from workers.ratelimit import AccountGate, LocalLimiter
+from workers.gate import AccountGate
+from workers.ratelimit import LocalLimiter
 from workers.verify import process_job
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)

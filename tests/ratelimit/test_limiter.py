@@ -18,11 +18,11 @@ import redis
 from tests.conftest import Env
 from tests.ratelimit.conftest import FakeClock
 from workers.circuit import CircuitBreaker
+from workers.gate import AccountGate
 from workers.ratelimit import (
     GRANTED,
     TOO_FAR,
     TOO_MANY,
-    AccountGate,
     Limiter,
     LocalLimiter,
     Policy,

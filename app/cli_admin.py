@@ -1,0 +1,115 @@
+"""``idbatch`` commands that operate on batches, accounts and the database."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from app.cli_common import accounts_app, app, console, control, db_app, publisher
+from idbatch.settings import get_settings
+
+
+@accounts_app.callback(invoke_without_command=True)
+def accounts_list(ctx: typer.Context) -> None:
+    """List provider accounts with a recorded circuit (closed / open / half_open)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from db.accounts import accounts
+    from db.session import session_scope
+
+    with session_scope() as session:
+        console.print_json(json.dumps(accounts(session)))
+
+
+@accounts_app.command("resume")
+def accounts_resume(
+    provider: Annotated[str, typer.Argument(help="provider name, e.g. acedata")],
+    account: Annotated[str | None, typer.Argument(help="account (default: all of the provider's)")] = None,
+) -> None:
+    """Close an open circuit: workers call the account again within a few seconds."""
+    from db.accounts import resume
+    from db.session import session_scope
+
+    with session_scope() as session:
+        n = resume(session, provider, account)
+    console.print(f"resumed {n} account(s) of {provider}")
+
+
+@app.command()
+def pause(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
+    """Stop starting new calls for a batch; calls in flight finish and are recorded."""
+    from workers.controls import pause as pause_batch
+
+    control(pause_batch, batch)
+
+
+@app.command()
+def resume(
+    batch: Annotated[int | None, typer.Argument(help="batch id (default: sweep every active batch)")] = None,
+) -> None:
+    """Resume a paused batch, or (no BATCH) re-publish lost and due jobs of all batches now."""
+    settings = get_settings()
+    if batch is None:
+        from workers.sweeper import sweep
+
+        result = sweep(settings, publisher(), queue_depth=lambda: 0)
+        console.print_json(json.dumps({"published": result.published, **vars(result)}))
+        return
+    from workers.controls import resume as resume_batch
+
+    control(resume_batch, batch, settings, publisher())
+
+
+@app.command()
+def cancel(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
+    """Cancel a batch: open jobs become cancelled; calls in flight finish and are recorded."""
+    from workers.controls import cancel as cancel_batch
+
+    control(cancel_batch, batch)
+
+
+@app.command("retry-failed")
+def retry_failed(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
+    """Run the batch's failed jobs again (processing failed; negative verdicts are kept)."""
+    from workers.controls import retry_failed as retry_failed_jobs
+
+    control(retry_failed_jobs, batch, publisher())
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations (safe while old workers run; migrators serialize on a lock)."""
+    from db.migrate import upgrade
+
+    upgrade(get_settings().database_url, revision)
+    console.print("database is at", revision)
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. -1")]) -> None:
+    """Revert migrations down to REVISION."""
+    from db.migrate import downgrade
+
+    downgrade(get_settings().database_url, revision)
+    console.print("database is at", revision)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's revision and whether it is the latest."""
+    from db.migrate import current, head
+
+    rev = current(get_settings().database_url)
+    console.print(f"current: {rev or '(empty)'}   head: {head()}")
+
+
+@db_app.command("history")
+def db_history() -> None:
+    """List the migrations, oldest first."""
+    from db.migrate import history
+
+    for line in history():
+        console.print(line)
+

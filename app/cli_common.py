@@ -1,0 +1,74 @@
+"""The ``idbatch`` command's shared parts: the Typer apps, the console, argument helpers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from idbatch.logging import configure
+from idbatch.settings import get_settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Verify Chinese resident ID cards in bulk through provider APIs.",
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+accounts_app = typer.Typer(help="Provider accounts: circuit state, resume after a block.")
+app.add_typer(accounts_app, name="accounts")
+console = Console()
+
+
+@app.callback()
+def _setup() -> None:
+    settings = get_settings()
+    configure(settings.log_level, settings.log_json)
+
+
+def parse_config(config: str | None) -> dict[str, Any]:
+    if not config:
+        return {}
+    try:
+        value = json.loads(config)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--config must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter("--config must be a JSON object")
+    return value
+
+
+def embedded() -> bool:
+    return get_settings().broker_url.startswith("memory://")
+
+
+def publisher() -> Any:
+    """Publish on the broker from settings; with the in-memory broker there is no worker to
+    receive, so the jobs stay queued in the database for the next embedded run's sweeper."""
+    from dispatch.publish import discard, publish_jobs
+
+    return discard if embedded() else publish_jobs
+
+
+def require_schema(database_url: str) -> None:
+    """Production mode never migrates implicitly: a deploy runs ``idbatch db upgrade`` once."""
+    from db.migrate import pending
+
+    if pending(database_url):
+        console.print("[red]the database schema is not current;[/red] run `idbatch db upgrade` first")
+        raise typer.Exit(2)
+
+
+def control(fn: Any, *args: Any) -> None:
+    from workers.controls import BatchControlError, as_dict
+
+    try:
+        result = fn(*args)
+    except BatchControlError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print_json(json.dumps(as_dict(result)))
+

@@ -1,0 +1,168 @@
+"""The gate in front of every provider call: the account's circuit, then its rate.
+
+``AccountGate.enter`` asks the circuit breaker (``workers.circuit``) whether the
+account may be called at all, then the shared limiter (``workers.ratelimit``) for a
+slot; the returned ``Ticket`` wraps the call and feeds its outcome back to both.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+from idbatch.logging import get_logger
+from idbatch.providers import errors
+from idbatch.settings import Settings
+from workers.circuit import Admission, CircuitBreaker
+from workers.ratelimit import GRANTED, MAX_LATE_RETRIES, TOO_FAR, Limiter, Policy, build_limiter, policy_for
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Ticket:
+    """Permission for one provider call; ``with ticket:`` around the call feeds back its outcome.
+
+    ``defer_s`` set means: do not call, put the job back and try again after that long.
+    """
+
+    gate: AccountGate | None
+    provider: str
+    account: str
+    defer_s: float | None = None
+    reason: str = ""
+    error_class: Literal["account_blocked", "throttled"] | None = None
+    lease_id: str | None = None
+    probing: bool = False
+    rate: float = 0.0
+    policy: Policy = field(default_factory=Policy)
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.gate is not None:
+            self.gate.settle(self, exc)
+
+
+class AccountGate:
+    """Circuit breaker + limiter in front of every provider call of this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        limiter: Limiter | None,
+        circuit: CircuitBreaker,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.limiter = limiter
+        self.circuit = circuit
+        self._sleep = sleep
+        self._clock = clock
+        self._policies: dict[tuple[str, str], Policy] = {}
+
+    def policy(self, provider: str, account: str) -> Policy:
+        key = (provider, account)
+        if key not in self._policies:
+            self._policies[key] = policy_for(self.settings, provider, account)
+        return self._policies[key]
+
+    def enter(self, provider: str, account: str) -> Ticket:
+        """Admit one call, sleeping briefly for its token; or say how long to defer the job."""
+        decision = self.circuit.admit(provider, account)
+        if decision.admission is Admission.DENY:
+            return Ticket(
+                None,
+                provider,
+                account,
+                defer_s=decision.retry_in_s,
+                reason=decision.reason,
+                error_class="account_blocked",
+            )
+        ticket = Ticket(self, provider, account, probing=decision.admission is Admission.PROBE)
+        if self.limiter is None:
+            return ticket
+        ticket.policy = policy = self.policy(provider, account)
+        key = f"{provider}:{account}"
+        for tries_left in range(MAX_LATE_RETRIES, -1, -1):
+            lease_id = uuid.uuid4().hex
+            # The slot is at (script time + wait); the script ran after this moment, so
+            # measuring lateness from here also counts a slow reply from Redis.
+            planned = self._clock()
+            grant = self.limiter.acquire(key, policy, lease_id)
+            planned += grant.wait_s
+            ticket.rate = grant.rate
+            if grant.status != GRANTED:
+                what = "next token" if grant.status == TOO_FAR else "in-flight slot"
+                self.limiter.note(key, "deferred_rate" if grant.status == TOO_FAR else "deferred_in_flight")
+                return self._deferred(ticket, grant.wait_s, f"{what} in {grant.wait_s:.2f}s")
+            if grant.wait_s > 0:
+                self._sleep(grant.wait_s)
+            late = self._clock() - planned
+            if policy.ceiling <= 0 or late <= policy.late_s:
+                ticket.lease_id = lease_id if policy.max_in_flight > 0 else None
+                return ticket
+            # Woken too late (a loaded machine): calling now could put this call and the
+            # one a window later closer together than the provider counts. Move the rest
+            # of the schedule back by the delay if that is still possible; otherwise give
+            # the slot up (a hole in the schedule costs one token, a refused call more).
+            # Lateness up to late_s is budgeted in the headroom; only the excess moves.
+            if self.limiter.late(key, policy, grant.start, late - policy.late_s):
+                self.limiter.note(key, "shifted_late")
+                ticket.lease_id = lease_id if policy.max_in_flight > 0 else None
+                return ticket
+            if policy.max_in_flight > 0:
+                self.limiter.release(key, lease_id)
+            self.limiter.note(key, "voided_late")
+            log.debug("rate slot voided", account=key, late_ms=round(late * 1000, 1), tries_left=tries_left)
+        self.limiter.note(key, "deferred_late")
+        return self._deferred(ticket, 0.5, "woken too late for its rate slot, repeatedly")
+
+    @staticmethod
+    def _deferred(ticket: Ticket, wait_s: float, reason: str) -> Ticket:
+        ticket.gate = None
+        # Jitter so that deferred jobs come back spread out, not as one wave.
+        ticket.defer_s = max(0.05, wait_s) * random.uniform(1.0, 1.25)
+        ticket.reason = reason
+        ticket.error_class = "throttled"
+        return ticket
+
+    def settle(self, ticket: Ticket, exc: BaseException | None) -> None:
+        """Release the slot and feed the outcome back to the limiter and the circuit."""
+        key = f"{ticket.provider}:{ticket.account}"
+        limiter = self.limiter
+        if limiter is not None and ticket.lease_id is not None:
+            limiter.release(key, ticket.lease_id)
+        if isinstance(exc, errors.RateLimited):
+            if limiter is not None:
+                rate = limiter.throttled(key, ticket.policy, exc.retry_after_s)
+                log.info(
+                    "provider throttled", account=key, rate=round(rate, 2), retry_after=exc.retry_after_s
+                )
+        elif isinstance(exc, errors.AccountBlocked):
+            self.circuit.blocked(ticket.provider, ticket.account, exc.message, exc.provider_code)
+            log.error("account circuit opened", account=key, code=exc.provider_code)
+        elif exc is None or isinstance(exc, errors.ItemRejected):
+            # An answer (even "bad item") proves the account works.
+            if ticket.probing:
+                self.circuit.probe_answered(ticket.provider, ticket.account)
+                log.warning("account circuit closed by probe", account=key)
+            if exc is None and limiter is not None and 0 < ticket.rate < ticket.policy.ceiling:
+                limiter.success(key, ticket.policy)
+
+
+def build_gate(settings: Settings) -> AccountGate:
+    return AccountGate(
+        settings,
+        build_limiter(settings),
+        CircuitBreaker(probe_after_s=settings.circuit_probe_s, cache_s=settings.circuit_cache_s),
+    )
