@@ -13,7 +13,7 @@ import typer
 from app import cli_admin
 from app.cli_common import app, console, embedded, parse_config, require_schema
 from idbatch.domain import BatchKind
-from idbatch.providers import KNOWN_PROVIDERS
+from idbatch.providers import KNOWN_PROVIDERS, ConfigError
 from idbatch.settings import get_settings
 
 __all__ = ["app", "cli_admin", "main"]  # cli_admin: imported to register its commands
@@ -101,6 +101,9 @@ def submit(
         )
     except ManifestError as exc:
         console.print(f"[red]manifest refused:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except ConfigError as exc:
+        console.print(f"[red]config refused:[/red] {exc}")
         raise typer.Exit(2) from exc
     console.print(
         f"batch {result.batch_id}: {result.rows} rows, {result.queued} queued, "

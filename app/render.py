@@ -27,6 +27,7 @@ def render_report(report: Report, console: Console) -> None:
     )
     console.print(
         f"provider calls: {report.attempts}   billable: {report.billable_calls}"
+        f"   in doubt (worker died mid-call): {report.in_doubt_calls}"
         f"   jobs retried: {report.retried_jobs}   answers reused (not billed): {report.reused}"
     )
     for title, data in (

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
-from db.models import Batch, Job
+from db.models import Batch, Job, utcnow
 from db.session import session_scope
+from db.sweeps import finish_batches
 from idbatch.domain import BatchKind, BatchState
 
 JobInserter = Callable[[Session, list[dict[str, Any]]], list[int]]
@@ -87,13 +88,17 @@ def default_inserter(session: Session) -> JobInserter:
 
 
 def finish_ingest(batch_id: int, rows: int) -> None:
-    """Every row of the input is a job now: count them and mark the ingest complete."""
+    """Every row of the input is a job now: count them and mark the ingest complete.
+
+    A batch whose rows were all rejected at ingest (or that had none) is finished now.
+    """
     with session_scope() as session:
         session.execute(
             update(Batch)
             .where(Batch.id == batch_id)
             .values(total_rows=Batch.total_rows + rows, ingest_complete=True)
         )
+    finish_batches(utcnow(), batch_id)
 
 
 def standing_batch(source: str, provider: str, config: dict[str, Any]) -> int:

@@ -19,12 +19,15 @@ from functools import cache
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Delete,
     Insert,
     Select,
     Update,
     and_,
     bindparam,
+    delete,
     exists,
+    func,
     insert,
     or_,
     select,
@@ -33,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from db.models import Attempt, Base, Batch, Job, JobWarning, Result, utcnow
-from idbatch.domain import BatchKind, BatchState, JobStatus, Verdict
+from idbatch.domain import AttemptOutcome, BatchKind, BatchState, JobStatus, Verdict, WarningSource
 
 CLAIMABLE = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRY_WAIT)
 
@@ -161,11 +164,39 @@ def _reusable_stmt(same_batch: bool) -> Select[tuple[int]]:
     stmt = (
         select(Result.id)
         .join(Job, Job.id == Result.job_id)
-        .where(Job.content_key == bindparam("key"), Job.id != bindparam("job_id"))
+        .where(
+            Job.content_key == bindparam("key"),
+            Job.id != bindparam("job_id"),
+            # rows from before 0004 have no answered_at: their created_at is as good
+            func.coalesce(Result.answered_at, Result.created_at)
+            >= bindparam("since", type_=Result.created_at.type),
+        )
         .order_by(Result.id.desc())
         .limit(1)
     )
     return stmt.where(Job.batch_id == bindparam("batch_id")) if same_batch else stmt
+
+
+@cache
+def _clear_in_flight_stmt() -> Delete:
+    return delete(Attempt).where(
+        Attempt.job_id == bindparam("job_id"),
+        Attempt.number == bindparam("number"),
+        Attempt.outcome == AttemptOutcome.IN_FLIGHT,
+    )
+
+
+@cache
+def _in_doubt_stmt() -> Update:
+    return (
+        update(Attempt)
+        .where(
+            Attempt.job_id == bindparam("b_job_id"),
+            Attempt.number <= bindparam("b_number"),
+            Attempt.outcome == AttemptOutcome.IN_FLIGHT,
+        )
+        .values(outcome=AttemptOutcome.IN_DOUBT, error="the worker stopped during the call")
+    )
 
 
 @cache
@@ -185,6 +216,9 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
     row = core(session).execute(_claim_stmt(), params).one_or_none()
     if row is None:
         return None
+    if row.attempt_count > 1:
+        # An earlier attempt's calls still in flight were made by a worker that is gone.
+        mark_in_doubt(session, job_id, row.attempt_count - 1)
     facts = _facts(session, row.batch_id)
     return Claim(
         job_id,
@@ -224,27 +258,55 @@ def stored_verdict(session: Session, job_id: int) -> Verdict | None:
     return core(session).execute(_stored_verdict_stmt(), {"job_id": job_id}).scalar()
 
 
-def reusable_result(session: Session, claimed: Claim, key: str) -> Result | None:
-    """The latest paid answer for the same content key (a rerun reuses only its own batch's)."""
-    params = {"key": key, "job_id": claimed.job_id, "batch_id": claimed.batch_id}
+def reusable_result(session: Session, claimed: Claim, key: str, since: dt.datetime) -> Result | None:
+    """The latest paid answer for the same content key answered since ``since``.
+
+    A rerun reuses only its own batch's answers (its purpose is to call again).
+    """
+    params = {"key": key, "job_id": claimed.job_id, "batch_id": claimed.batch_id, "since": since}
     result_id = core(session).execute(_reusable_stmt(claimed.rerun), params).scalar()  # almost always None
     return None if result_id is None else session.get(Result, result_id)
 
 
-def copy_answer(session: Session, source: Result, job_id: int) -> int:
-    """Copy ``source``'s result and warnings to ``job_id``; returns the job first answered."""
-    origin = session.scalar(select(Job.reused_from).where(Job.id == source.job_id)) or source.job_id
-    skip = {"id", "job_id", "created_at"}
-    copied = {c.key: getattr(source, c.key) for c in Result.__table__.columns if c.key not in skip}
-    session.add(Result(job_id=job_id, **copied))
-    warnings = session.scalars(select(JobWarning).where(JobWarning.job_id == source.job_id)).all()
-    session.add_all(
-        JobWarning(
-            job_id=job_id, code=w.code, source=w.source, provider_code=w.provider_code, detail=w.detail
-        )
-        for w in warnings
+def provider_warnings(session: Session, job_id: int) -> list[JobWarning]:
+    """The warnings the provider gave for ``job_id`` (ours are recomputed on reuse)."""
+    return list(
+        session.scalars(
+            select(JobWarning).where(JobWarning.job_id == job_id, JobWarning.source == WarningSource.PROVIDER)
+        ).all()
     )
+
+
+def copy_answer(
+    session: Session, source: Result, job_id: int, verdict: Verdict, warnings: list[dict[str, object]]
+) -> int:
+    """Give ``job_id`` a copy of ``source`` with its own verdict and warnings.
+
+    The copy keeps the original ``answered_at``; returns the job that paid for the answer.
+    """
+    origin = session.scalar(select(Job.reused_from).where(Job.id == source.job_id)) or source.job_id
+    skip = {"id", "job_id", "created_at", "verdict"}
+    copied = {c.key: getattr(source, c.key) for c in Result.__table__.columns if c.key not in skip}
+    copied["provider_verdict"] = source.provider_verdict or source.verdict
+    copied["answered_at"] = source.answered_at or source.created_at
+    insert_rows(session, Result, [{"job_id": job_id, "verdict": verdict, **copied}])
+    insert_rows(session, JobWarning, warnings)
     return origin
+
+
+def begin_calls(session: Session, rows: list[dict[str, object]]) -> None:
+    """The write-ahead attempt rows (``in_flight``), committed before the call starts."""
+    insert_rows(session, Attempt, rows)
+
+
+def clear_in_flight(session: Session, job_id: int, number: int) -> None:
+    """Drop this attempt's write-ahead rows; the caller inserts what really happened."""
+    core(session).execute(_clear_in_flight_stmt(), {"job_id": job_id, "number": number})
+
+
+def mark_in_doubt(session: Session, job_id: int, up_to_number: int) -> None:
+    """Calls still ``in_flight`` in attempts up to ``up_to_number`` may have been billed."""
+    core(session).execute(_in_doubt_stmt(), {"b_job_id": job_id, "b_number": up_to_number})
 
 
 def insert_rows(session: Session, model: type[Base], rows: list[dict[str, object]]) -> None:

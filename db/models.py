@@ -140,10 +140,19 @@ class Job(Base):
 
 
 class Attempt(Base):
-    """One row per provider call, written whatever happened, so billing reconciles."""
+    """One row per provider call, written before it (``in_flight``) and completed after it,
+    so billing reconciles even with a worker killed mid-call."""
 
     __tablename__ = "attempt"
-    __table_args__ = (UniqueConstraint("job_id", "number", "side", name="uq_attempt_job_number_side"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "number", "side", name="uq_attempt_job_number_side"),
+        Index(
+            "ix_attempt_in_flight",
+            "job_id",
+            postgresql_where=text("outcome = 'in_flight'"),
+            sqlite_where=text("outcome = 'in_flight'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
@@ -186,6 +195,11 @@ class Result(Base):
     quality: Mapped[float | None] = mapped_column(Float)
     description: Mapped[str | None] = mapped_column(Text)
     raw_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The provider's own verdict, before our rules (verdict is after them): a reused
+    # answer is judged again for the job that reuses it. Null on rows from before 0004.
+    provider_verdict: Mapped[Verdict | None] = mapped_column(_enum(Verdict))
+    # When the provider answered; a reused copy keeps the original's (freshness window).
+    answered_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
 
 

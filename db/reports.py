@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Attempt, Batch, Job, JobWarning, Result
-from idbatch.domain import TERMINAL_STATUSES, JobStatus, WarningSource
+from idbatch.domain import TERMINAL_STATUSES, AttemptOutcome, JobStatus, WarningSource
 from idbatch.pii import mask_id, mask_name, vault
 
 
@@ -42,6 +42,10 @@ class Report:
     # passed/negative jobs answered by reusing an earlier paid answer for the same card
     # (duplicate rows, resubmitted manifests): counted in ``counts``, no provider call.
     reused: int = 0
+    # Calls whose worker died mid-call: possibly billed. billable + in_doubt is the most the
+    # provider can have billed for this batch; the invoice must fall between the two.
+    in_doubt_calls: int = 0
+    finished_at: str | None = None
 
     @property
     def accounted(self) -> bool:
@@ -76,6 +80,9 @@ def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit
             func.count(), func.coalesce(func.sum(Attempt.billable.cast(type_=Job.attempt_count.type)), 0)
         ).where(Attempt.job_id.in_(job_ids))
     ).one()
+    in_doubt = session.scalar(
+        select(func.count()).where(Attempt.job_id.in_(job_ids), Attempt.outcome == AttemptOutcome.IN_DOUBT)
+    )
     retried = session.scalar(select(func.count()).where(Job.batch_id == batch_id, Job.attempt_count > 1))
     reused = session.scalar(
         select(func.count()).where(Job.batch_id == batch_id, Job.reused_from.is_not(None))
@@ -159,4 +166,6 @@ def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit
         failed=job_rows(JobStatus.FAILED),
         samples=samples,
         reused=int(reused or 0),
+        in_doubt_calls=int(in_doubt or 0),
+        finished_at=batch.finished_at.isoformat() if batch.finished_at else None,
     )

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Batch, Job, utcnow
+from db.models import Attempt, Batch, Job, utcnow
 from db.session import session_scope
-from idbatch.domain import BatchState, JobStatus
+from idbatch.domain import TERMINAL_STATUSES, AttemptOutcome, BatchKind, BatchState, JobStatus
 
 PAGE = 1000
 
@@ -75,12 +75,44 @@ def take_page(where: ColumnElement[bool], values: dict[str, Any], on_page: OnPag
 
 
 def close_dead_cancelled(t: dt.datetime) -> int:
-    """A cancelled batch's job whose worker died will never finish: close it."""
+    """A cancelled batch's job whose worker died will never finish: close it.
+
+    Its calls still ``in_flight`` may have been billed: they become ``in_doubt``.
+    """
     with session_scope() as session:
         cancelled = select(Batch.id).where(Batch.state == BatchState.CANCELLED).scalar_subquery()
+        dead = select(Job.id).where(
+            Job.batch_id.in_(cancelled), Job.status == JobStatus.RUNNING, Job.lease_until < t
+        )
+        session.execute(
+            update(Attempt)
+            .where(Attempt.job_id.in_(dead.scalar_subquery()), Attempt.outcome == AttemptOutcome.IN_FLIGHT)
+            .values(outcome=AttemptOutcome.IN_DOUBT, error="the worker stopped during the call")
+        )
         res = session.execute(
             update(Job)
             .where(Job.batch_id.in_(cancelled), Job.status == JobStatus.RUNNING, Job.lease_until < t)
             .values(status=JobStatus.CANCELLED, lease_owner=None, lease_until=None, finished_at=t)
         )
         return int(res.rowcount)  # type: ignore[attr-defined]
+
+
+def finish_batches(t: dt.datetime, batch_id: int | None = None) -> int:
+    """Stamp ``finished_at`` on batches whose every row is a job in a terminal state.
+
+    Run by the sweeper (and at the end of an ingest), so the hot path of a job never
+    pays for "was I the last one?". A standing events batch never finishes.
+    """
+    open_jobs = (
+        select(Job.id).where(Job.batch_id == Batch.id, Job.status.not_in(list(TERMINAL_STATUSES))).exists()
+    )
+    stmt = update(Batch).where(
+        Batch.finished_at.is_(None),
+        Batch.ingest_complete.is_(True),
+        Batch.kind != BatchKind.EVENTS,
+        ~open_jobs,
+    )
+    if batch_id is not None:
+        stmt = stmt.where(Batch.id == batch_id)
+    with session_scope() as session:
+        return int(session.execute(stmt.values(finished_at=t)).rowcount)  # type: ignore[attr-defined]

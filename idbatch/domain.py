@@ -69,6 +69,11 @@ class AttemptOutcome(StrEnum):
     REJECTED = "rejected"  # item refused by the provider
     BLOCKED = "blocked"  # account-level refusal
     TRANSPORT_ERROR = "transport_error"
+    # Written *before* the call and completed after it: a row still ``in_flight`` when its
+    # lease is gone belonged to a worker that died mid-call, and becomes ``in_doubt``
+    # (possibly billed). Reconciliation counts answered + in_doubt against the invoice.
+    IN_FLIGHT = "in_flight"
+    IN_DOUBT = "in_doubt"
 
 
 class WarningCode(StrEnum):
@@ -99,6 +104,7 @@ class WarningCode(StrEnum):
     NO_REGISTRY_PHOTO = "no_registry_photo"
     LOW_SIMILARITY = "low_similarity"
     OCR_FAILED = "ocr_failed"
+    NOTHING_RECOGNIZED = "nothing_recognized"  # an answer with neither name nor ID number
     # local checks on the recognized ID number (python-stdnum)
     ID_FORMAT_INVALID = "id_format_invalid"
     ID_CHECKSUM_INVALID = "id_checksum_invalid"

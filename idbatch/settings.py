@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     tencent_secret_id: SecretStr = SecretStr(DEV_PLACEHOLDER)
     tencent_secret_key: SecretStr = SecretStr(DEV_PLACEHOLDER)
     tencent_region: str = ""  # neither action needs one
-    faceid_base_url: str = "https://faceid.tencentcloudapi.com"
+    faceid_base_url: str = "https://faceid.intl.tencentcloudapi.com"  # seed 002_
     ocr_base_url: str = "https://ocr.tencentcloudapi.com"
     # Aliyun-marketplace ID card OCR: APPCODE auth; host and path from the purchase page.
     aliyun_appcode: SecretStr = SecretStr(DEV_PLACEHOLDER)
@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 120.0
     lease_s: int = 300
+    # A card already answered (same image bytes, provider, config and claims) reuses that
+    # paid answer if it is at most this old; 0 = always call again.
+    reuse_max_age_days: float = Field(default=30.0, ge=0)
     # Test pooled connections before use; `idbatch worker` turns it off (see db.session).
     db_pre_ping: bool = True
     # The sweeper (workers.sweeper) re-publishes from Postgres: due retries every

@@ -32,6 +32,7 @@ from urllib.parse import unquote_plus
 from db.ingest import next_row_number, recorded_keys, standing_batch
 from dispatch.publish import Publisher
 from idbatch.logging import get_logger
+from idbatch.providers import check_config
 from idbatch.settings import Settings
 from idbatch.storage.base import ObjectInfo
 from idbatch.storage.s3 import make_client, s3_url
@@ -124,6 +125,7 @@ class EventListener:
         self.sqs = sqs or make_client("sqs", settings.sqs_endpoint_url)
         self.publish = publish
         self.clock = clock
+        check_config(self.provider, self.config)
         self.batch_id = standing_batch(f"sqs:{self.queue_url}", self.provider, self.config)
         self._rows = next_row_number(self.batch_id)
 

@@ -35,6 +35,7 @@ from dispatch.publish import Publisher, after_commit, default_publisher
 from idbatch.domain import BatchKind, JobStatus
 from idbatch.logging import get_logger
 from idbatch.pii import scrub, vault
+from idbatch.providers import check_config
 from idbatch.settings import Settings, get_settings
 from producers.csv_manifest import ManifestRow, RowError, read_manifest
 
@@ -285,6 +286,7 @@ def submit_items(
     Reading first means a manifest that is missing or has no usable header fails before
     any batch exists, instead of leaving an empty batch behind.
     """
+    check_config(provider, config)  # before anything is read or written
     first = next(items, None)
     batch_id = create_batch(source, kind, provider, config)
 

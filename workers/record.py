@@ -14,9 +14,18 @@ from sqlalchemy.orm import Session
 
 from db import jobs
 from db.jobs import Claim
-from db.models import utcnow
+from db.models import Result, utcnow
 from db.session import session_scope
-from idbatch.domain import AttemptOutcome, ErrorClass, JobStatus, NormalizedResult, Verdict, Warn
+from idbatch.domain import (
+    AttemptOutcome,
+    ErrorClass,
+    JobStatus,
+    NormalizedResult,
+    Verdict,
+    Warn,
+    WarningCode,
+    WarningSource,
+)
 from idbatch.idnumber import normalize
 from idbatch.logging import get_logger
 from idbatch.pii import scrub, strip_images, vault
@@ -69,10 +78,13 @@ def prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
                 stored = _stored_outcome(session, claimed, owner)
                 if stored is not None:
                     return stored
-            source = jobs.reusable_result(session, claimed, key)
+            source = _reusable(session, claimed, key, rt)
             if source is not None:
-                origin = jobs.copy_answer(session, source, claimed.job_id)
-                status = _status_of(source.verdict)
+                verdict, warns = _judge_again(session, claimed, source)
+                origin = jobs.copy_answer(
+                    session, source, claimed.job_id, verdict, _warning_rows(claimed, warns)
+                )
+                status = _status_of(verdict)
                 jobs.release(
                     session,
                     claimed,
@@ -103,6 +115,53 @@ def prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
             )
         return Outcome(JobStatus.RETRY_WAIT, wait_s)
     return None
+
+
+def _reusable(session: Session, claimed: Claim, key: str, rt: Runtime) -> Result | None:
+    days = rt.settings.reuse_max_age_days
+    if days <= 0:
+        return None
+    return jobs.reusable_result(session, claimed, key, utcnow() - dt.timedelta(days=days))
+
+
+def _judge_again(session: Session, claimed: Claim, source: Result) -> tuple[Verdict, list[Warn]]:
+    """The verdict rules, today, for this job's claims, over the provider's earlier answer."""
+    v = vault()
+    provider_warns = [
+        Warn(WarningCode(w.code), WarningSource.PROVIDER, w.provider_code, w.detail)
+        for w in jobs.provider_warnings(session, source.job_id)
+    ]
+    earlier = NormalizedResult(
+        verdict=source.provider_verdict or source.verdict,
+        name=v.decrypt(source.name_enc),
+        sex=source.sex,
+        birth=source.birth,
+        id_number=v.decrypt(source.id_number_enc),
+        valid_to=source.valid_to,
+        valid_long_term=source.valid_long_term,
+        warnings=provider_warns,
+    )
+    claimed_name, claimed_id = v.decrypt(claimed.claimed_name_enc), v.decrypt(claimed.claimed_id_enc)
+    return judge(earlier, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
+
+
+def begin_calls(claimed: Claim, sides: tuple[str, ...], account: str, started: dt.datetime) -> None:
+    """Write-ahead: one ``in_flight`` attempt row per call about to be made, committed first."""
+    rows = [
+        {
+            "job_id": claimed.job_id,
+            "number": claimed.attempt,
+            "side": side,
+            "provider": claimed.provider,
+            "account": account,
+            "started_at": started,
+            "outcome": AttemptOutcome.IN_FLIGHT,
+            "billable": False,
+        }
+        for side in sides
+    ]
+    with session_scope() as session:
+        jobs.begin_calls(session, rows)
 
 
 def attempt_rows(
@@ -150,6 +209,8 @@ def _result_row(claimed: Claim, result: NormalizedResult, verdict: Verdict) -> d
         "quality": result.quality,
         "description": result.description,
         "raw_enc": v.encrypt_json(strip_images(result.raw)),
+        "provider_verdict": result.verdict,
+        "answered_at": utcnow(),
     }
 
 
@@ -194,6 +255,7 @@ def finish_answer(
                 stored = _stored_outcome(session, claimed, rt.worker_id)
                 if stored is not None:
                     return stored
+            jobs.clear_in_flight(session, claimed.job_id, claimed.attempt)
             jobs.record_attempts(session, attempts)
             jobs.record_result(
                 session, _result_row(claimed, answer.result, verdict), _warning_rows(claimed, warns)
@@ -211,6 +273,7 @@ def finish_answer(
     except IntegrityError:
         log.warning("result already recorded", job_id=claimed.job_id)
         with session_scope() as session:
+            jobs.clear_in_flight(session, claimed.job_id, claimed.attempt)
             jobs.record_attempts(session, attempts)
         return Outcome(None)
     return Outcome(status)
@@ -237,8 +300,33 @@ def finish_rejected(claimed: Claim, reason: str, rt: Runtime) -> Outcome:
     return Outcome(JobStatus.REJECTED)
 
 
+def crashed(claimed: Claim, policy: RetryPolicy, rt: Runtime) -> Outcome:
+    """Our processing failed after the claim (a bug, an undecodable input, the database).
+
+    The attempt counts: a job that crashes every time must end, not retry forever (a
+    decompression bomb did). Calls it had started may have been billed: in doubt.
+    """
+    retry = claimed.attempt < policy.max_attempts
+    retry_s = max(1.0, rt.settings.sweep_interval_s)
+    values: dict[str, object] = {
+        "status": JobStatus.RETRY_WAIT if retry else JobStatus.FAILED,
+        "error_class": ErrorClass.CRASHED,
+        "last_error": "worker error; retrying"
+        if retry
+        else f"worker error (after {claimed.attempt} attempts)",
+    }
+    if retry:
+        values["next_attempt_at"] = utcnow() + dt.timedelta(seconds=retry_s)
+    else:
+        values["finished_at"] = utcnow()
+    with session_scope() as session:
+        jobs.mark_in_doubt(session, claimed.job_id, claimed.attempt)
+        jobs.release(session, claimed, rt.worker_id, **values)
+    return Outcome(JobStatus(str(values["status"])), retry_s if retry else None)
+
+
 def defer(claimed: Claim, delay_s: float, error_class: ErrorClass, reason: str, rt: Runtime) -> Outcome:
-    """No call was made (circuit open, no token soon, a crash): put the job back, attempt unspent."""
+    """No call was made (circuit open, no token soon): put the job back, attempt unspent."""
     with session_scope() as session:
         jobs.release(
             session,
@@ -293,6 +381,7 @@ def finish_error(
     if not decision.counts_attempt:
         values["attempt_count"] = claimed.attempt - 1
     with session_scope() as session:
+        jobs.clear_in_flight(session, claimed.job_id, claimed.attempt)
         jobs.record_attempts(session, attempts)
         jobs.release(session, claimed, rt.worker_id, **values)
     if decision.error_class is ErrorClass.ACCOUNT_BLOCKED:

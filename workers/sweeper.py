@@ -54,6 +54,7 @@ class SweepResult:
     expired_leases: int = 0
     lost_messages: int = 0
     cancelled: int = 0
+    finished: int = 0  # batches stamped finished in this pass
 
     @property
     def published(self) -> int:
@@ -92,6 +93,7 @@ def sweep(
         cutoff = requeue_cutoff if depth == 0 else t - dt.timedelta(seconds=HARD_REQUEUE_S)
     result.lost_messages = _drain(sweeps.lost_messages(cutoff, batch_id, now), publish)
     result.cancelled = sweeps.close_dead_cancelled(t)
+    result.finished = sweeps.finish_batches(t, batch_id)
     if result.published or result.cancelled:
         log.info(
             "sweep",

@@ -2,7 +2,9 @@
 
 A provider's own "passed" is necessary, not sufficient: our local checks of the ID
 number, the card's validity and the claims made in the manifest can each turn it
-negative, with a warning that says why.
+negative, with a warning that says why. The rules run when a job finishes, for a fresh
+answer and for a reused one alike: a card that expired since its answer was paid for,
+or a claim that differs from the earlier job's, is judged today, against this job.
 """
 
 from __future__ import annotations
@@ -18,6 +20,16 @@ def judge(
     result: NormalizedResult, claimed_name: str | None, claimed_id: str | None, today: dt.date
 ) -> tuple[Verdict, list[Warn]]:
     warns = list(result.warnings)
+    if not (result.name or result.id_number):
+        # A 200 answer that read nothing (an empty ``words_result``, ``image_status:
+        # unknown``) is not a verification: never ``passed``.
+        warns.append(
+            Warn(
+                WarningCode.NOTHING_RECOGNIZED,
+                WarningSource.LOCAL,
+                detail="no name and no ID number recognized",
+            )
+        )
     warns += local_warnings(result.id_number, result.sex, result.birth)
     if result.valid_to is not None and result.valid_to < today:
         warns.append(Warn(WarningCode.EXPIRED, WarningSource.LOCAL, detail=f"valid to {result.valid_to}"))

@@ -28,7 +28,7 @@ from idbatch import images
 from idbatch.domain import ErrorClass
 from idbatch.logging import get_logger
 from idbatch.providers import errors
-from idbatch.providers.base import VerifyRequest
+from idbatch.providers.base import VerifyRequest, planned_sides
 from idbatch.storage.base import StorageUnavailable
 from workers import record
 from workers.content import content_key
@@ -64,18 +64,15 @@ def process_job(
     claimed = durably(claim_tx, "claim", tries=CLAIM_DB_TRIES)
     if claimed is None:
         return Outcome(None)  # terminal, paused, someone else's, or not yet due
+    policy = policy or default_policy(rt)
     try:
-        return _process_claimed(claimed, rt, policy or default_policy(rt), now)
+        return _process_claimed(claimed, rt, policy, now)
     except Exception:
         # Whatever went wrong after the claim (a database error outside the retried
         # transactions, a bug), the job must not sit in ``running`` until its lease
-        # expires: put it back, attempt unspent, and let the sweeper retry it soon.
+        # expires: put it back (the attempt counts) and let the sweeper retry it soon.
         log.exception("job processing crashed; job put back", job_id=job_id)
-        retry_s = max(1.0, settings.sweep_interval_s)
-        durably(
-            lambda: record.defer(claimed, retry_s, ErrorClass.CRASHED, "worker error; retrying", rt),
-            "release",
-        )
+        durably(lambda: record.crashed(claimed, policy, rt), "release")
         raise
 
 
@@ -117,6 +114,12 @@ def _process_claimed(
     request = VerifyRequest(job_id=claimed.job_id, front=front, back=back, config=claimed.config)
     handoff = "url" if front.url is not None else "inline"  # what the adapter can have sent
     started = now()
+    sides = planned_sides(provider, request)
+    try:
+        durably(lambda: record.begin_calls(claimed, sides, provider.account, started), "begin")
+    except BaseException:
+        ticket.__exit__(None, None, None)  # no call was made: give the slot back
+        raise
     t0 = time.perf_counter()
     try:
         with ticket:  # frees the in-flight slot; feeds the outcome to the limiter and circuit

@@ -11,6 +11,41 @@ from idbatch.settings import DEV_PLACEHOLDER, PROVIDER_SECRETS, Settings
 KNOWN_PROVIDERS = tuple(PROVIDER_SECRETS)
 
 
+class ConfigError(ValueError):
+    """A batch config names a key no adapter understands (a typo would silently turn a check off)."""
+
+
+def config_keys(name: str) -> frozenset[str]:
+    """Config keys a batch for provider ``name`` may carry.
+
+    Our vocabulary (snake_case, shared by every adapter: one config can be sent to any
+    provider, each translating what it supports) plus the vendor's own spellings.
+    """
+    from idbatch.providers import acedata, aliyun_market, tencent_faceid, tencent_ocr
+
+    ours = {
+        *acedata.CONFIG_KEYS,
+        *tencent_faceid.CONFIG_KEYS,
+        *tencent_ocr.CONFIG_KEYS,
+        *aliyun_market.CONFIG_KEYS,
+    }
+    vendor = {
+        "tencent_faceid": set(tencent_faceid.CONFIG_KEYS.values()),
+        "tencent_ocr": set(tencent_ocr.CONFIG_KEYS.values()),
+    }.get(name, set())
+    return frozenset(ours | vendor)
+
+
+def check_config(name: str, config: dict[str, object]) -> None:
+    """Refuse an unknown provider or config key, naming what is valid."""
+    if name not in KNOWN_PROVIDERS:
+        raise ConfigError(f"unknown provider {name!r}; valid: {', '.join(KNOWN_PROVIDERS)}")
+    unknown = sorted(set(config) - config_keys(name))
+    if unknown:
+        valid = ", ".join(sorted(config_keys(name)))
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)} for {name}; valid keys: {valid}")
+
+
 def _secret(settings: Settings, name: str, provider: str) -> str:
     value: str = getattr(settings, name).get_secret_value()
     if settings.env == "production" and value == DEV_PLACEHOLDER:

@@ -72,6 +72,7 @@ def classify_http_error(status: int, code: str | None) -> type[errors.ProviderEr
 
 class AceDataProvider:
     name = "acedata"
+    two_sided = False  # one call per card (the front); see Provider.two_sided
 
     def __init__(
         self,

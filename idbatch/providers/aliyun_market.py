@@ -125,6 +125,7 @@ NUMBER_TYPE: dict[str, list[WarningCode]] = {
     "4": [WarningCode.SEX_MISMATCH_ID],
 }
 RISK_FLAGS = ("copy_warn", "reshoot_warn", "detect_ps_warn", "temp_id_warn", "detect_risk")
+CONFIG_KEYS = (*RISK_FLAGS, "detect_direction", "detect_photo")
 DEFAULT_PATH = "/ocr/idcard"  # the vendor does not publish one path: set IDBATCH_ALIYUN_PATH
 
 
@@ -157,6 +158,7 @@ def _flag(value: Any) -> str:
 
 class AliyunMarketProvider:
     name = "aliyun_market"
+    two_sided = True  # id_card_side=front and =back are separate, separately billed calls
 
     def __init__(
         self,

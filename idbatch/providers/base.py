@@ -44,6 +44,11 @@ class CallRecord:
     handoff: str
 
 
+def planned_sides(provider: Provider, request: VerifyRequest) -> tuple[str, ...]:
+    """The calls ``provider.verify(request)`` will make, in order."""
+    return ("front", "back") if provider.two_sided and request.back is not None else ("front",)
+
+
 @dataclass
 class ProviderAnswer:
     result: NormalizedResult
@@ -61,5 +66,8 @@ class Provider(Protocol):
 
     name: str
     account: str
+    # True when a card with a back image costs two calls (front, back): the worker then
+    # writes an attempt row for each side before calling.
+    two_sided: bool
 
     def verify(self, request: VerifyRequest) -> ProviderAnswer: ...

@@ -76,6 +76,7 @@ def faceid_config(config: dict[str, Any]) -> dict[str, bool]:
 
 class TencentFaceIdProvider:
     name = "tencent_faceid"
+    two_sided = False
 
     def __init__(
         self,

@@ -118,6 +118,7 @@ def parse_advanced_info(value: Any) -> dict[str, Any]:
 
 class TencentOcrProvider:
     name = "tencent_ocr"
+    two_sided = True  # FRONT and BACK are separate, separately billed calls
 
     def __init__(
         self,

@@ -1,0 +1,44 @@
+"""result: provider_verdict, answered_at; attempt: index for in-flight rows
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-22
+
+Safe while old workers are up: both columns are nullable without a server default, old
+code neither reads nor writes them; ``answered_at`` is back-filled from ``created_at``
+(the time the answer was recorded, the best that old rows know). The partial index
+serves only ``in_flight`` attempt rows, which old code never writes.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+IN_FLIGHT = sa.text("outcome = 'in_flight'")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("result") as batch:
+        batch.add_column(sa.Column("provider_verdict", sa.String(length=16), nullable=True))
+        batch.add_column(sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute("UPDATE result SET answered_at = created_at WHERE answered_at IS NULL")
+    op.create_index(
+        "ix_attempt_in_flight",
+        "attempt",
+        ["job_id"],
+        postgresql_where=IN_FLIGHT,
+        sqlite_where=IN_FLIGHT,
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_attempt_in_flight", table_name="attempt")
+    with op.batch_alter_table("result") as batch:
+        batch.drop_column("answered_at")
+        batch.drop_column("provider_verdict")

@@ -1,0 +1,134 @@
+"""Every paid answer kept, every bill explained (issue 11): verdict rules, reuse, attempts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, update
+
+from db import jobs as job_store
+from db.models import Attempt, Batch, Job, JobWarning, Result
+from db.reports import build_report
+from db.session import session_scope
+from idbatch.domain import AttemptOutcome, JobStatus, NormalizedResult, Verdict, WarningCode
+from idbatch.providers import ConfigError, check_config
+from producers.submit import submit_path
+from tests.durability.conftest import Stack
+from workers import record
+from workers.runtime import runtime
+from workers.verdict import judge
+from workers.verify import process_job
+
+pytestmark = pytest.mark.integration
+
+TODAY = dt.date(2026, 11, 22)
+
+
+def test_an_answer_that_recognized_nothing_is_negative_never_passed() -> None:
+    empty = NormalizedResult(verdict=Verdict.PASSED)  # a 200 with no name and no ID number
+    verdict, warns = judge(empty, None, None, TODAY)
+    assert verdict == Verdict.NEGATIVE
+    assert [w.code for w in warns] == [WarningCode.NOTHING_RECOGNIZED]
+    named = NormalizedResult(verdict=Verdict.PASSED, name="张三")
+    assert WarningCode.NOTHING_RECOGNIZED not in [w.code for w in judge(named, None, None, TODAY)[1]]
+
+
+def test_unknown_config_key_is_refused_with_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"copy_warm.*valid keys:.*copy_warn"):
+        check_config("acedata", {"copy_warm": True})
+    check_config("tencent_ocr", {"copy_warn": True, "CropPortrait": True})  # ours and the vendor's
+
+
+def test_submit_with_an_unknown_config_key_creates_no_batch(stack: Stack) -> None:
+    with pytest.raises(ConfigError):
+        submit_path(stack.manifest, settings=stack.settings, config={"copy_warm": True}, enqueue=False)
+    with session_scope() as session:
+        assert session.scalars(select(Batch)).all() == []
+
+
+def test_reuse_is_judged_again_today_a_card_expired_since_is_negative(stack: Stack) -> None:
+    first = stack.submit()
+    stack.run_open(first)
+    billed = stack.stats()["billable"]
+    passed = [j for j in stack.jobs(first) if j.status == JobStatus.PASSED]
+    assert passed
+    with session_scope() as session:
+        original = session.scalars(select(Result).where(Result.job_id == passed[0].id)).one()
+        answered_at = original.answered_at
+        # The card's validity ended yesterday: it has expired since it was paid for.
+        original.valid_to = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+        original.valid_long_term = False
+
+    second = stack.submit()
+    stack.run_open(second)
+    assert stack.stats()["billable"] == billed  # nothing paid again
+    again = next(j for j in stack.jobs(second) if j.external_ref == passed[0].external_ref)
+    assert again.reused_from == passed[0].id
+    assert again.status == JobStatus.NEGATIVE
+    with session_scope() as session:
+        copy = session.scalars(select(Result).where(Result.job_id == again.id)).one()
+        codes = set(session.scalars(select(JobWarning.code).where(JobWarning.job_id == again.id)))
+    assert WarningCode.EXPIRED in codes
+    assert copy.answered_at == answered_at  # the copy keeps the time of the paid answer
+    assert copy.provider_verdict == Verdict.PASSED and copy.verdict == Verdict.NEGATIVE
+
+
+def test_an_answer_older_than_the_freshness_window_is_not_reused(stack: Stack) -> None:
+    first = stack.submit()
+    stack.run_open(first)
+    billed = stack.stats()["billable"]
+    with session_scope() as session:
+        old = dt.datetime.now(dt.UTC) - dt.timedelta(days=31)
+        session.execute(update(Result).values(answered_at=old))
+    second = stack.submit()
+    stack.run_open(second)
+    assert stack.stats()["billable"] == 2 * billed
+    assert all(j.reused_from is None for j in stack.jobs(second))
+
+
+def test_a_call_in_flight_when_its_worker_died_is_recorded_in_doubt(stack: Stack) -> None:
+    batch = stack.submit()
+    job_id = stack.jobs(batch)[0].id
+    rt = runtime()
+    with session_scope() as session:  # a worker claims the job, writes ahead, then dies mid-call
+        dead = job_store.claim(session, job_id, "dead-worker", 300)
+    assert dead is not None
+    record.begin_calls(dead, ("front",), "default", dt.datetime.now(dt.UTC))
+    with session_scope() as session:
+        (row,) = session.scalars(select(Attempt).where(Attempt.job_id == job_id)).all()
+        assert row.outcome == AttemptOutcome.IN_FLIGHT
+        session.execute(update(Job).where(Job.id == job_id).values(lease_until=dt.datetime.now(dt.UTC)))
+
+    process_job(job_id, rt)  # another worker takes the job over once the lease expired
+
+    with session_scope() as session:
+        rows = session.execute(
+            select(Attempt.number, Attempt.outcome).where(Attempt.job_id == job_id).order_by(Attempt.number)
+        ).all()
+        report = build_report(session, batch)
+    assert [tuple(r) for r in rows] == [(1, AttemptOutcome.IN_DOUBT), (2, AttemptOutcome.ANSWERED)]
+    assert report.in_doubt_calls == 1
+
+
+def test_no_attempt_row_stays_in_flight_after_a_batch(stack: Stack) -> None:
+    stack.faults(rate_5xx=0.3)
+    batch = stack.submit()
+    stack.run_open(batch)
+    with session_scope() as session:
+        outcomes = set(session.scalars(select(Attempt.outcome)))
+        report = build_report(session, batch)
+    assert AttemptOutcome.IN_FLIGHT not in outcomes
+    assert report.billable_calls == stack.stats()["billable"]
+
+
+def test_finished_at_is_written_once_every_job_is_terminal(stack: Stack) -> None:
+    batch = stack.submit()
+    with session_scope() as session:
+        assert session.get_one(Batch, batch).finished_at is None
+    stack.run_open(batch)
+    from workers.sweeper import sweep
+
+    sweep(stack.settings, lambda ids: None, queue_depth=lambda: 0)
+    with session_scope() as session:
+        assert session.get_one(Batch, batch).finished_at is not None
