@@ -47,10 +47,11 @@ sys.path.insert(0, str(ROOT))
 
 from common import PG_ADMIN, PII_KEY, free_port  # noqa: E402
 
+from app.demo import SIM_TOKEN, provider_env  # noqa: E402
+from idbatch.providers import KNOWN_PROVIDERS  # noqa: E402
 from idbatch.servers import BackgroundServer  # noqa: E402
 from simulator.cards import generate_sample, load_registry  # noqa: E402
 
-SIM_TOKEN = "sim-acedata-token"  # noqa: S105 - the simulator's local credential
 TERMINAL = ("passed", "negative", "rejected", "failed", "cancelled")
 
 
@@ -179,6 +180,15 @@ def wait_until(pred: Callable[[], bool], timeout_s: float, poll_s: float = 0.5) 
     return pred()
 
 
+def sim_totals(state: Any) -> dict[str, int]:
+    """The simulator's counters summed over every account (a provider may bill several)."""
+    totals: dict[str, int] = {}
+    for account in state.stats_json()["accounts"].values():
+        for key in ("billable", "duplicate_billable", "injected", "calls"):
+            totals[key] = totals.get(key, 0) + int(account.get(key, 0))
+    return totals
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from simulator.app import create_app as create_simulator
     from simulator.state import SimState
@@ -198,7 +208,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     manifest = tmp / "cards" / "manifest.csv"
 
     state = SimState(registry=load_registry(tmp / "cards" / "registry.jsonl"), seed=args.seed)
-    state.quotas["acedata"] = 1e9
+    for protocol in ("acedata", "faceid", "ocr", "aliyun"):  # chaos, not quota, is measured here
+        state.quotas[protocol] = 1e9
     half = args.fault_rate / 2
     state.faults.update(
         {"rate_5xx": half, "rate_429": half, "latency_ms": args.latency_ms, "latency_sigma": 0.3}
@@ -216,8 +227,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "IDBATCH_BROKER_URL": redis.url,
         "IDBATCH_QUEUE": f"idbatch.chaos.{uuid.uuid4().hex[:6]}",
         "IDBATCH_PII_KEY": PII_KEY,
-        "IDBATCH_ACEDATA_BASE_URL": sim.url,
-        "IDBATCH_ACEDATA_TOKEN": SIM_TOKEN,
+        **provider_env(args.provider, sim.url),
+        "IDBATCH_RATE_LIMITS": "{}",
         "IDBATCH_GATEWAY_URL": gateway.url,
         "IDBATCH_GATEWAY_SECRET": gateway_secret,
         "IDBATCH_BACKOFF_BASE_S": "0.2",
@@ -268,7 +279,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         current_app(settings)
         from producers.submit import submit_path
 
-        batch = submit_path(manifest, settings=settings, provider="acedata").batch_id
+        batch = submit_path(manifest, settings=settings, provider=args.provider).batch_id
         # Chaos schedule by progress: kills spread over the run, Redis at 40 %, Postgres at 60 %.
         kill_at = sorted(rng.uniform(0.1, 0.8) for _ in range(args.kills))
         deadline = time.monotonic() + args.timeout
@@ -304,14 +315,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seconds = time.monotonic() - started
         final = counts(batch)
         done = terminal(batch)
-        sim_account = state.stats_json()["accounts"].get(f"acedata:{SIM_TOKEN}", {})
+        sim_account = sim_totals(state)
         billable_sim = int(sim_account.get("billable", 0))
         duplicate_billable = int(sim_account.get("duplicate_billable", 0))
 
         # The same manifest again: every card reuses its paid answer.
-        batch2 = submit_path(manifest, settings=settings, provider="acedata").batch_id
+        batch2 = submit_path(manifest, settings=settings, provider=args.provider).batch_id
         wait_until(lambda: terminal(batch2) >= args.jobs, args.timeout)
-        sim_after = state.stats_json()["accounts"].get(f"acedata:{SIM_TOKEN}", {})
+        sim_after = sim_totals(state)
         resubmit_billable = int(sim_after.get("billable", 0)) - billable_sim
         # The simulator knows which card each billed answer was for: a card billed again
         # had been paid for already. A card whose first job *failed* (never answered,
@@ -330,6 +341,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "SELECT count(*) FROM attempt a JOIN job j ON j.id=a.job_id WHERE a.billable AND j.batch_id=%s",
             (batch,),
         )[0][0]
+        in_doubt = sql(
+            pg_psycopg,
+            "SELECT count(*) FROM attempt a JOIN job j ON j.id=a.job_id "
+            "WHERE a.outcome='in_doubt' AND j.batch_id=%s",
+            (batch,),
+        )[0][0]
+        sides_paid_twice = sql(
+            pg_psycopg,
+            "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) n FROM attempt a "
+            "JOIN job j ON j.id=a.job_id WHERE a.billable AND j.batch_id=%s "
+            "GROUP BY a.job_id, a.side) x WHERE n > 1",
+            (batch,),
+        )[0][0]
         answered_twice = sql(
             pg_psycopg,
             "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) n FROM attempt a "
@@ -345,6 +369,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "duplicate_results": int(duplicate_results),
             "billable_calls": billable_sim,
             "billable_calls_recorded": int(billable_attempts),
+            "in_doubt_attempts": int(in_doubt),
+            # billed by the provider and explained by no record: must be 0
+            "unaccounted_billable_calls": max(0, billable_sim - int(billable_attempts) - int(in_doubt)),
+            "sides_paid_twice": int(sides_paid_twice),
+            "provider": args.provider,
             "duplicate_billable_calls": duplicate_billable,
             "duplicate_billable_calls_recorded": int(answered_twice),
             "kills": kills,
@@ -373,6 +402,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["ok"] = (
             result["lost"] == 0
             and result["duplicate_results"] == 0
+            and result["unaccounted_billable_calls"] == 0
             and result["duplicate_billable_calls"] <= result["duplicate_billable_bound"]
             and result["resubmit_billable_calls_for_paid_cards"] == 0
             and result["resubmit_jobs_terminal"] == args.jobs
@@ -403,6 +433,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=2000)
+    p.add_argument("--provider", default="acedata", choices=KNOWN_PROVIDERS)
     p.add_argument(
         "--postgres",
         choices=("private", "shared"),

@@ -47,7 +47,7 @@ class Claim:
 
     job_id: int
     batch_id: int
-    attempt: int
+    attempt: int  # the retry budget spent, this one included (given back when not the job's fault)
     front_image: str | None
     back_image: str | None
     provider: str
@@ -57,6 +57,7 @@ class Claim:
     claimed_name_enc: bytes | None = None
     claimed_id_enc: bytes | None = None
     row_number: int | None = None
+    seq: int = 1  # this claim's number, never reused: attempt rows are numbered by it
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ def _claim_stmt() -> Update:
             lease_owner=bindparam("owner"),
             lease_until=bindparam("lease_until"),
             attempt_count=Job.attempt_count + 1,
+            claim_seq=Job.claim_seq + 1,
             updated_at=now,
             content_key=None,  # set again right before the provider call
         )
@@ -130,6 +132,7 @@ def _claim_stmt() -> Update:
             Job.claimed_name_enc,
             Job.claimed_id_enc,
             Job.row_number,
+            Job.claim_seq,
         )
     )
 
@@ -216,9 +219,9 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
     row = core(session).execute(_claim_stmt(), params).one_or_none()
     if row is None:
         return None
-    if row.attempt_count > 1:
-        # An earlier attempt's calls still in flight were made by a worker that is gone.
-        mark_in_doubt(session, job_id, row.attempt_count - 1)
+    if row.claim_seq > 1:
+        # An earlier claim's calls still in flight were made by a worker that is gone.
+        mark_in_doubt(session, job_id, row.claim_seq - 1)
     facts = _facts(session, row.batch_id)
     return Claim(
         job_id,
@@ -233,6 +236,7 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
         claimed_name_enc=row.claimed_name_enc,
         claimed_id_enc=row.claimed_id_enc,
         row_number=row.row_number,
+        seq=row.claim_seq,
     )
 
 

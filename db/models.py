@@ -124,7 +124,10 @@ class Job(Base):
     # When a message for this job was last published; the sweeper re-publishes from here.
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(default=utcnow)
     status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING)
-    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)  # the retry budget spent
+    # Claims so far, never decremented: numbers the attempt rows, so a claim whose attempt
+    # was given back (a blocked account, a deferral) can never reuse a number.
+    claim_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[dt.datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[dt.datetime | None]

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PLACEHOLDER = "dev-placeholder"
@@ -26,6 +26,21 @@ PROVIDER_SECRETS: dict[str, tuple[str, ...]] = {
     "tencent_ocr": ("tencent_secret_id", "tencent_secret_key"),
     "aliyun_market": ("aliyun_appcode",),
 }
+
+
+class AccountSpec(BaseModel):
+    """One credential set of a provider (``IDBATCH_ACCOUNTS``); unset fields fall back to the
+    provider's single-account settings (``IDBATCH_ACEDATA_TOKEN`` ...)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field must not be dropped silently
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    quota: float | None = Field(default=None, ge=0)  # calls/s; None: rate_limits, then documented
+    base_url: str | None = None
+    acedata_token: SecretStr | None = None
+    tencent_secret_id: SecretStr | None = None
+    tencent_secret_key: SecretStr | None = None
+    aliyun_appcode: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -60,6 +75,11 @@ class Settings(BaseSettings):
     # request; nothing needs to reach our image gateway) or "url" (a gateway URL).
     tencent_handoff: Literal["url", "inline"] = "inline"
     aliyun_handoff: Literal["url", "inline"] = "inline"
+
+    # Several accounts per provider, {"provider": [AccountSpec, ...]}: each has its own
+    # rate limit and circuit; jobs spread over the healthy ones in proportion to quota.
+    # A provider not named here runs one account, "default", from the settings above.
+    accounts: dict[str, list[AccountSpec]] = Field(default_factory=dict)
 
     similarity_threshold: float = 70.0
     http_timeout_s: float = 10.0

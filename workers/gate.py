@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
@@ -75,6 +75,30 @@ class AccountGate:
         if key not in self._policies:
             self._policies[key] = policy_for(self.settings, provider, account)
         return self._policies[key]
+
+    def enter_any(self, provider: str, accounts: Sequence[str]) -> Ticket:
+        """Admit one call on one of the provider's accounts, or say how long to defer the job.
+
+        Accounts are tried in a random order weighted by quota (over many calls each gets
+        a share in proportion to its quota), skipping an open circuit or an account with
+        no slot soon; one blocked account thus never stops the others.
+        """
+        if len(accounts) == 1:
+            return self.enter(provider, accounts[0])
+        quotas = [self.policy(provider, a).quota for a in accounts]
+        ref = max(quotas) or 1.0
+        # Efraimidis-Spirakis: sort by u ** (1/w), a weighted draw without replacement.
+        keys = [random.random() ** (1.0 / (q or ref)) for q in quotas]
+        order = [a for _, a in sorted(zip(keys, accounts, strict=True), reverse=True)]
+        best: Ticket | None = None
+        for account in order:
+            ticket = self.enter(provider, account)
+            if ticket.defer_s is None:
+                return ticket
+            if best is None or ticket.defer_s < (best.defer_s or 0.0):
+                best = ticket
+        assert best is not None
+        return best
 
     def enter(self, provider: str, account: str) -> Ticket:
         """Admit one call, sleeping briefly for its token; or say how long to defer the job."""

@@ -44,6 +44,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
 from idbatch.logging import get_logger
+from idbatch.providers import quota_of
 from idbatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -254,9 +255,8 @@ class LocalLimiter:
 
 
 def policy_for(settings: Settings, provider: str, account: str) -> Policy:
-    quota = settings.rate_limits.get(f"{provider}:{account}", settings.rate_limits.get(provider, 0.0))
     return Policy(
-        quota=float(quota),
+        quota=quota_of(settings, provider, account),
         headroom=settings.rate_headroom,
         max_in_flight=settings.max_in_flight,
         max_wait_s=settings.ratelimit_max_wait_s,

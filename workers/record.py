@@ -74,7 +74,7 @@ def prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
     owner = rt.worker_id
     try:
         with session_scope() as session:
-            if claimed.attempt > 1:  # an earlier attempt may have stored the answer
+            if claimed.seq > 1:  # an earlier claim may have stored the answer
                 stored = _stored_outcome(session, claimed, owner)
                 if stored is not None:
                     return stored
@@ -150,7 +150,7 @@ def begin_calls(claimed: Claim, sides: tuple[str, ...], account: str, started: d
     rows = [
         {
             "job_id": claimed.job_id,
-            "number": claimed.attempt,
+            "number": claimed.seq,
             "side": side,
             "provider": claimed.provider,
             "account": account,
@@ -170,7 +170,7 @@ def attempt_rows(
     return [
         {
             "job_id": claimed.job_id,
-            "number": claimed.attempt,
+            "number": claimed.seq,
             "side": c.side,
             "provider": claimed.provider,
             "account": account,
@@ -255,7 +255,7 @@ def finish_answer(
                 stored = _stored_outcome(session, claimed, rt.worker_id)
                 if stored is not None:
                     return stored
-            jobs.clear_in_flight(session, claimed.job_id, claimed.attempt)
+            jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
             jobs.record_attempts(session, attempts)
             jobs.record_result(
                 session, _result_row(claimed, answer.result, verdict), _warning_rows(claimed, warns)
@@ -273,7 +273,7 @@ def finish_answer(
     except IntegrityError:
         log.warning("result already recorded", job_id=claimed.job_id)
         with session_scope() as session:
-            jobs.clear_in_flight(session, claimed.job_id, claimed.attempt)
+            jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
             jobs.record_attempts(session, attempts)
         return Outcome(None)
     return Outcome(status)
@@ -320,7 +320,7 @@ def crashed(claimed: Claim, policy: RetryPolicy, rt: Runtime) -> Outcome:
     else:
         values["finished_at"] = utcnow()
     with session_scope() as session:
-        jobs.mark_in_doubt(session, claimed.job_id, claimed.attempt)
+        jobs.mark_in_doubt(session, claimed.job_id, claimed.seq)
         jobs.release(session, claimed, rt.worker_id, **values)
     return Outcome(JobStatus(str(values["status"])), retry_s if retry else None)
 
@@ -381,7 +381,7 @@ def finish_error(
     if not decision.counts_attempt:
         values["attempt_count"] = claimed.attempt - 1
     with session_scope() as session:
-        jobs.clear_in_flight(session, claimed.job_id, claimed.attempt)
+        jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
         jobs.record_attempts(session, attempts)
         jobs.release(session, claimed, rt.worker_id, **values)
     if decision.error_class is ErrorClass.ACCOUNT_BLOCKED:

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import httpx
 
-from idbatch.providers import build_provider
+from idbatch.providers import build_providers
 from idbatch.providers.base import Provider
 from idbatch.settings import Settings, get_settings
 from workers.gate import AccountGate, build_gate
@@ -26,7 +26,7 @@ class Runtime:
     settings: Settings
     client: httpx.Client
     worker_id: str
-    _providers: dict[str, Provider] = field(default_factory=dict)
+    _providers: dict[str, dict[str, Provider]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _gate: AccountGate | None = None
 
@@ -37,11 +37,18 @@ class Runtime:
                 self._gate = build_gate(self.settings)
             return self._gate
 
-    def provider(self, name: str) -> Provider:
+    def accounts(self, name: str) -> dict[str, Provider]:
+        """The provider's adapters by account name (one per credential set)."""
         with self._lock:
             if name not in self._providers:
-                self._providers[name] = build_provider(name, self.settings, self.client)
+                built = build_providers(name, self.settings, self.client)
+                self._providers[name] = {p.account: p for p in built}
             return self._providers[name]
+
+    def provider(self, name: str, account: str | None = None) -> Provider:
+        """One account's adapter (default: the first configured)."""
+        adapters = self.accounts(name)
+        return adapters[account] if account is not None else next(iter(adapters.values()))
 
 
 def make_client(settings: Settings) -> httpx.Client:

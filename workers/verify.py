@@ -19,6 +19,7 @@ import datetime as dt
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from db import jobs
 from db.jobs import Claim
@@ -105,12 +106,17 @@ def _process_claimed(
     if prepared is not None:
         return prepared
 
-    # call: behind the account's circuit breaker and shared rate limit (may sleep briefly)
-    provider = rt.provider(claimed.provider)
-    ticket = rt.gate().enter(claimed.provider, provider.account)
+    # call: on one of the provider's accounts, behind its circuit breaker and shared rate
+    # limit (may sleep briefly for the token)
+    adapters = rt.accounts(claimed.provider)
+    ticket = rt.gate().enter_any(claimed.provider, list(adapters))
     if ticket.defer_s is not None:
         reason_class = ErrorClass(ticket.error_class or ErrorClass.THROTTLED)
         return record.defer(claimed, ticket.defer_s, reason_class, ticket.reason, rt)
+    provider = adapters[ticket.account]
+    if len(adapters) > 1:
+        # Another account can take the job at once if this one turns out to be blocked.
+        policy = replace(policy, blocked_pause_s=1.0)
     request = VerifyRequest(job_id=claimed.job_id, front=front, back=back, config=claimed.config)
     handoff = "url" if front.url is not None else "inline"  # what the adapter can have sent
     started = now()
@@ -140,7 +146,7 @@ def _process_claimed(
     def finish() -> Outcome:
         retried = next(tries) > 0
         return record.finish_answer(
-            claimed, answer, started, provider.account, rt, check_stored=retried or claimed.attempt > 1
+            claimed, answer, started, provider.account, rt, check_stored=retried or claimed.seq > 1
         )
 
     return durably(finish, "finish")

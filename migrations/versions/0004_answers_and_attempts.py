@@ -1,4 +1,4 @@
-"""result: provider_verdict, answered_at; attempt: index for in-flight rows
+"""result: provider_verdict, answered_at; job: claim_seq; attempt: index for in-flight rows
 
 Revision ID: 0004
 Revises: 0003
@@ -28,6 +28,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("provider_verdict", sa.String(length=16), nullable=True))
         batch.add_column(sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE result SET answered_at = created_at WHERE answered_at IS NULL")
+    # A constant server default: Postgres adds the column without rewriting the table.
+    with op.batch_alter_table("job") as batch:
+        batch.add_column(sa.Column("claim_seq", sa.Integer(), nullable=False, server_default="0"))
+    op.execute("UPDATE job SET claim_seq = attempt_count")
     op.create_index(
         "ix_attempt_in_flight",
         "attempt",
@@ -39,6 +43,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_attempt_in_flight", table_name="attempt")
+    with op.batch_alter_table("job") as batch:
+        batch.drop_column("claim_seq")
     with op.batch_alter_table("result") as batch:
         batch.drop_column("answered_at")
         batch.drop_column("provider_verdict")

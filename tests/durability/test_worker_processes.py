@@ -111,6 +111,7 @@ def test_chaos_ci_sized() -> None:
     why = f"{json.dumps(result)}\n--- bench stderr (tail) ---\n{proc.stderr[-4000:]}"
     assert result["lost"] == 0, why
     assert result["duplicate_results"] == 0, why
+    assert result["unaccounted_billable_calls"] == 0, why  # every billed call has a record
     assert result["kills"] == 2, why
     assert result["redis_restarts"] == 1, why
     assert result["postgres_restarts"] == 1, why
