@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db.models import Attempt, Base, Batch, Job, JobWarning, Result, utcnow
+from db.models import Attempt, Base, Batch, Job, JobWarning, Result, SideAnswer, utcnow
 from idbatch.domain import AttemptOutcome, BatchKind, BatchState, JobStatus, Verdict, WarningSource
 
 CLAIMABLE = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRY_WAIT)
@@ -326,3 +326,21 @@ def record_attempts(session: Session, rows: list[dict[str, object]]) -> None:
 def record_result(session: Session, row: dict[str, object], warnings: list[dict[str, object]]) -> None:
     insert_rows(session, Result, [row])
     insert_rows(session, JobWarning, warnings)
+
+
+def store_side_answers(session: Session, job_id: int, seq: int, payloads: dict[str, bytes]) -> None:
+    """Keep the sides answered before another side failed (encrypted by the caller)."""
+    insert_rows(
+        session,
+        SideAnswer,
+        [
+            {"job_id": job_id, "side": side, "claim_seq": seq, "payload_enc": p}
+            for side, p in payloads.items()
+        ],
+    )
+
+
+def side_answers(session: Session, job_id: int) -> dict[str, bytes]:
+    """The job's stored side answers (encrypted), by side."""
+    rows = session.execute(select(SideAnswer.side, SideAnswer.payload_enc).where(SideAnswer.job_id == job_id))
+    return {str(side): bytes(payload) for side, payload in rows.tuples()}

@@ -206,6 +206,24 @@ class Result(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
 
 
+class SideAnswer(Base):
+    """One side of a two-sided card, answered and paid for before the other side failed.
+
+    The retry sends only the missing side and finishes the card from this; the payload is
+    the adapter's own reply (a Fernet token: it holds the recognized PII).
+    """
+
+    __tablename__ = "side_answer"
+    __table_args__ = (UniqueConstraint("job_id", "side", name="uq_side_answer_job_side"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
+    side: Mapped[str] = mapped_column(String(8))
+    claim_seq: Mapped[int] = mapped_column(Integer)  # the attempt that paid for it
+    payload_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
 class JobWarning(Base):
     __tablename__ = "warning"
 
@@ -239,4 +257,14 @@ class ProviderAccount(Base):
     )
 
 
-__all__ = ["Attempt", "Base", "Batch", "Job", "JobWarning", "ProviderAccount", "Result", "Verdict"]
+__all__ = [
+    "Attempt",
+    "Base",
+    "Batch",
+    "Job",
+    "JobWarning",
+    "ProviderAccount",
+    "Result",
+    "SideAnswer",
+    "Verdict",
+]

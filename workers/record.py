@@ -145,6 +145,16 @@ def _judge_again(session: Session, claimed: Claim, source: Result) -> tuple[Verd
     return judge(earlier, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
 
 
+def paid_sides(claimed: Claim) -> dict[str, dict[str, object]]:
+    """Sides of this card an earlier attempt answered and paid for (none on a first claim)."""
+    if claimed.seq <= 1:
+        return {}
+    with session_scope() as session:
+        stored = jobs.side_answers(session, claimed.job_id)
+    v = vault()
+    return {side: v.decrypt_json(token) for side, token in stored.items()}
+
+
 def begin_calls(claimed: Claim, sides: tuple[str, ...], account: str, started: dt.datetime) -> None:
     """Write-ahead: one ``in_flight`` attempt row per call about to be made, committed first."""
     rows = [
@@ -350,7 +360,7 @@ def finish_error(
     policy: RetryPolicy,
     rt: Runtime,
     *,
-    handoff: str = "url",
+    handoff: str | None = None,
 ) -> Outcome:
     """Record the failed call (and any sides answered before it); apply the retry decision."""
     message = scrub(exc.message)
@@ -361,10 +371,12 @@ def finish_error(
         request_id=exc.request_id,
         latency_ms=latency_ms,
         billable=exc.billable,
-        handoff=handoff,
+        handoff=handoff or "none",  # "none": the image never left us
     )
     attempts = attempt_rows(claimed, exc.calls, started, account, AttemptOutcome.ANSWERED)
     attempts += attempt_rows(claimed, [failed_call], started, account, attempt_outcome(exc))
+    v = vault()
+    paid_sides = {side: v.encrypt_json(strip_images(reply)) for side, reply in exc.answered.items()}
     attempts[-1]["error"] = message
     decision = policy.decide(claimed.attempt, exc)
     values: dict[str, object] = {"status": decision.status, "error_class": decision.error_class}
@@ -383,6 +395,7 @@ def finish_error(
     with session_scope() as session:
         jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
         jobs.record_attempts(session, attempts)
+        jobs.store_side_answers(session, claimed.job_id, claimed.seq, paid_sides)
         jobs.release(session, claimed, rt.worker_id, **values)
     if decision.error_class is ErrorClass.ACCOUNT_BLOCKED:
         log.error(

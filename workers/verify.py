@@ -99,7 +99,7 @@ def _process_claimed(
         # The image store failed, not the provider (no call was made): retry like a 5xx.
         error = errors.Unavailable(f"{column}: {exc}", side=column.removesuffix("_image"))
         account = rt.provider(claimed.provider).account
-        return record.finish_error(claimed, error, now(), 0.0, account, policy, rt, handoff="none")
+        return record.finish_error(claimed, error, now(), 0.0, account, policy, rt, handoff=None)
 
     key = content_key(claimed, front, back)
     prepared = durably(lambda: record.prepare_call(claimed, key, rt), "prepare")
@@ -117,8 +117,10 @@ def _process_claimed(
     if len(adapters) > 1:
         # Another account can take the job at once if this one turns out to be blocked.
         policy = replace(policy, blocked_pause_s=1.0)
-    request = VerifyRequest(job_id=claimed.job_id, front=front, back=back, config=claimed.config)
-    handoff = "url" if front.url is not None else "inline"  # what the adapter can have sent
+    answered = durably(lambda: record.paid_sides(claimed), "sides") if back is not None else {}
+    request = VerifyRequest(
+        job_id=claimed.job_id, front=front, back=back, config=claimed.config, answered=answered
+    )
     started = now()
     sides = planned_sides(provider, request)
     try:
@@ -135,7 +137,7 @@ def _process_claimed(
         failure = exc
         return durably(
             lambda: record.finish_error(
-                claimed, failure, started, latency_ms, provider.account, policy, rt, handoff=handoff
+                claimed, failure, started, latency_ms, provider.account, policy, rt, handoff=failure.handoff
             ),
             "finish",
         )

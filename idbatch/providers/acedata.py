@@ -28,7 +28,7 @@ import httpx
 from idbatch.domain import NormalizedResult
 from idbatch.providers import errors
 from idbatch.providers.base import CallRecord, ProviderAnswer, VerifyRequest
-from idbatch.providers.common import send
+from idbatch.providers.common import handing_off, send
 from idbatch.providers.parse import parse_retry_after
 from idbatch.providers.tencent_codes import FACEID_ERRORS, FACEID_OUTCOMES, faceid_result
 
@@ -96,14 +96,15 @@ class AceDataProvider:
         config = {k: v for k, v in request.config.items() if k in CONFIG_KEYS}
         if config:
             body["config"] = config
-        response, latency_ms = send(
-            self._client,
-            self._url,
-            side="front",
-            json=body,
-            headers={"accept": "application/json", "authorization": f"Bearer {self._token}"},
-        )
-        return self._interpret(response, latency_ms)
+        with handing_off("url"):  # the provider fetches the image itself
+            response, latency_ms = send(
+                self._client,
+                self._url,
+                side="front",
+                json=body,
+                headers={"accept": "application/json", "authorization": f"Bearer {self._token}"},
+            )
+            return self._interpret(response, latency_ms)
 
     def _interpret(self, response: httpx.Response, latency_ms: float) -> ProviderAnswer:
         try:

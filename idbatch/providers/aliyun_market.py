@@ -52,7 +52,7 @@ from idbatch.domain import NormalizedResult, Verdict, Warn, WarningCode, Warning
 from idbatch.idnumber import normalize_sex
 from idbatch.providers import errors, limits
 from idbatch.providers.base import CallRecord, ProviderAnswer, VerifyRequest
-from idbatch.providers.common import choose_handoff, send
+from idbatch.providers.common import choose_handoff, handing_off, send
 from idbatch.providers.parse import parse_date
 
 Classified = type[errors.ProviderError] | WarningCode
@@ -177,13 +177,34 @@ class AliyunMarketProvider:
         self.account = account
 
     def verify(self, request: VerifyRequest) -> ProviderAnswer:
-        front, front_record = self._call(request, "front", done=[])
-        calls = [front_record]
+        calls: list[CallRecord] = []
+        answered: dict[str, dict[str, Any]] = {}
+        front = self._side(request, "front", calls, answered)
         back: dict[str, Any] | WarningCode | None = None
         if request.back is not None and isinstance(front, dict):
-            back, back_record = self._call(request, "back", done=calls)
-            calls.append(back_record)
+            back = self._side(request, "back", calls, answered)
         return ProviderAnswer(result=self._merge(front, back, request.config), calls=calls)
+
+    def _side(
+        self,
+        request: VerifyRequest,
+        side: str,
+        calls: list[CallRecord],
+        answered: dict[str, dict[str, Any]],
+    ) -> dict[str, Any] | WarningCode:
+        """One side's answer: stored by an earlier attempt (paid already), or called now."""
+        stored = request.answered.get(side)
+        if stored is not None:
+            return dict(stored)
+        try:
+            answer, record = self._call(request, side, done=calls)
+        except errors.ProviderError as exc:
+            exc.answered = dict(answered)  # the worker keeps them: the retry will not pay again
+            raise
+        calls.append(record)
+        if isinstance(answer, dict) and record.billable:
+            answered[side] = answer
+        return answer
 
     def _call(
         self, request: VerifyRequest, side: str, *, done: list[CallRecord]
@@ -200,13 +221,14 @@ class AliyunMarketProvider:
                 "detect_risk": _flag(any(config.get(k) for k in RISK_FLAGS)),
                 "detect_photo": _flag(config.get("detect_photo", False)),
             }
-            response, latency_ms = send(
-                self._client,
-                self._url,
-                side=side,
-                data=form,
-                headers={"Authorization": f"APPCODE {self._appcode}", "Accept": "application/json"},
-            )
+            with handing_off(handoff):
+                response, latency_ms = send(
+                    self._client,
+                    self._url,
+                    side=side,
+                    data=form,
+                    headers={"Authorization": f"APPCODE {self._appcode}", "Accept": "application/json"},
+                )
             request_id = response.headers.get("x-ca-request-id")
             if response.status_code == 200:
                 try:
@@ -220,6 +242,7 @@ class AliyunMarketProvider:
                         request_id=request_id,
                         side=side,
                         billable=True,
+                        handoff=handoff,
                     )
                 record = CallRecord(
                     side=side,
@@ -231,7 +254,8 @@ class AliyunMarketProvider:
                     handoff=handoff,
                 )
                 return body, record
-            outcome = self._error(response, side, request_id)
+            with handing_off(handoff):
+                outcome = self._error(response, side, request_id)
             record = CallRecord(
                 side=side,
                 http_status=response.status_code,

@@ -29,6 +29,9 @@ class VerifyRequest:
     front: ImageSource
     back: ImageSource | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    # Sides already answered and paid for by an earlier attempt (side -> the reply the
+    # adapter stored): a two-sided adapter calls only the sides missing here.
+    answered: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,8 +48,9 @@ class CallRecord:
 
 
 def planned_sides(provider: Provider, request: VerifyRequest) -> tuple[str, ...]:
-    """The calls ``provider.verify(request)`` will make, in order."""
-    return ("front", "back") if provider.two_sided and request.back is not None else ("front",)
+    """The calls ``provider.verify(request)`` will make at most, in order."""
+    sides = ("front", "back") if provider.two_sided and request.back is not None else ("front",)
+    return tuple(s for s in sides if s not in request.answered)
 
 
 @dataclass

@@ -6,6 +6,8 @@ Kept free of vendor knowledge: the vendor tables live at the top of each adapter
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -63,3 +65,14 @@ def choose_handoff(
     if source.url is not None:
         return "url", source.url
     raise errors.ItemRejected(f"{side} image: neither bytes nor a URL can be handed over", side=side)
+
+
+@contextmanager
+def handing_off(handoff: str) -> Iterator[None]:
+    """A provider error raised while sending records how the image was handed over."""
+    try:
+        yield
+    except errors.ProviderError as exc:
+        if exc.handoff is None:
+            exc.handoff = handoff
+        raise

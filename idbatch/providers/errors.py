@@ -14,7 +14,7 @@ module, like httpx's ``_exceptions.py``; nothing else interprets vendor codes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from idbatch.providers.base import CallRecord
@@ -34,6 +34,7 @@ class ProviderError(Exception):
         billable: bool = False,
         side: str = "front",
         calls: list[CallRecord] | None = None,
+        handoff: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -46,6 +47,11 @@ class ProviderError(Exception):
         # Calls that completed before this error (a billed FRONT before a failed BACK):
         # recorded as attempts so that billing reconciles even when the job did not.
         self.calls = calls or []
+        # How the failed call's image was handed over ("url"/"inline"); None: not sent.
+        self.handoff = handoff
+        # Sides answered (and paid for) in this attempt before the failure, as the adapter
+        # needs them back to finish the card without calling those sides again.
+        self.answered: dict[str, dict[str, Any]] = {}
 
 
 class Retryable(ProviderError):

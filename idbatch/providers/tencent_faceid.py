@@ -37,7 +37,7 @@ import httpx
 
 from idbatch.providers import errors, limits
 from idbatch.providers.base import CallRecord, ProviderAnswer, VerifyRequest
-from idbatch.providers.common import choose_handoff, lookup
+from idbatch.providers.common import choose_handoff, handing_off, lookup
 from idbatch.providers.tencent_api import TencentCaller, raise_error
 from idbatch.providers.tencent_codes import (
     FACEID_ERRORS,
@@ -114,12 +114,13 @@ class TencentFaceIdProvider:
         config = faceid_config(request.config)
         if config:
             params["Config"] = json.dumps(config, separators=(",", ":"))
-        reply = self._caller.call(params, side="front")
-        payload = reply.response
-        code = reply.error_code or str(payload.get("Result") or "")
-        if code not in OUTCOMES:
-            cls = lookup(ERRORS, code) if code else errors.Unavailable
-            raise_error(reply, cls, code or "no Result", side="front")
+        with handing_off(handoff):
+            reply = self._caller.call(params, side="front")
+            payload = reply.response
+            code = reply.error_code or str(payload.get("Result") or "")
+            if code not in OUTCOMES:
+                cls = lookup(ERRORS, code) if code else errors.Unavailable
+                raise_error(reply, cls, code or "no Result", side="front")
         record = CallRecord(
             side="front",
             http_status=reply.http_status,

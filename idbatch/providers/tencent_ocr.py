@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import httpx
@@ -45,7 +46,7 @@ from idbatch.domain import NormalizedResult, Verdict, Warn, WarningCode, Warning
 from idbatch.idnumber import normalize_sex
 from idbatch.providers import errors, limits
 from idbatch.providers.base import CallRecord, ProviderAnswer, VerifyRequest
-from idbatch.providers.common import choose_handoff, lookup
+from idbatch.providers.common import choose_handoff, handing_off, lookup
 from idbatch.providers.parse import parse_date, parse_validity
 from idbatch.providers.tencent_api import TencentCaller, TencentReply, raise_error
 from idbatch.providers.tencent_codes import TENCENT_COMMON_ERRORS, card_warns, to_float
@@ -154,13 +155,35 @@ class TencentOcrProvider:
             if isinstance(quality_value, int | float) and not isinstance(quality_value, bool)
             else QUALITY_THRESHOLD
         )
-        front_reply, front_record = self._call(request, "front", config, done=[])
-        calls = [front_record]
+        calls: list[CallRecord] = []
+        answered: dict[str, dict[str, Any]] = {}
+        front_reply = self._side(request, "front", config, calls, answered)
         back_reply: TencentReply | None = None
         if request.back is not None and front_reply.error_code is None:
-            back_reply, back_record = self._call(request, "back", config, done=calls)
-            calls.append(back_record)
+            back_reply = self._side(request, "back", config, calls, answered)
         return ProviderAnswer(result=self._merge(front_reply, back_reply, threshold), calls=calls)
+
+    def _side(
+        self,
+        request: VerifyRequest,
+        side: str,
+        config: dict[str, bool],
+        calls: list[CallRecord],
+        answered: dict[str, dict[str, Any]],
+    ) -> TencentReply:
+        """One side's reply: stored by an earlier attempt (paid already), or called now."""
+        stored = request.answered.get(side)
+        if stored is not None:
+            return TencentReply(**stored)
+        try:
+            reply, record = self._call(request, side, config, done=calls)
+        except errors.ProviderError as exc:
+            exc.answered = dict(answered)  # the worker keeps them: the retry will not pay again
+            raise
+        calls.append(record)
+        if record.billable:
+            answered[side] = asdict(reply)
+        return reply
 
     def _call(
         self, request: VerifyRequest, side: str, config: dict[str, bool], *, done: list[CallRecord]
@@ -175,10 +198,11 @@ class TencentOcrProvider:
             params["CardSide"] = side.upper()
             if config:
                 params["Config"] = json.dumps(config, separators=(",", ":"))
-            reply = self._caller.call(params, side=side)
-            code = reply.error_code
-            if code is not None and code not in OUTCOMES:
-                raise_error(reply, lookup(ERRORS, code), code, side=side)
+            with handing_off(handoff):
+                reply = self._caller.call(params, side=side)
+                code = reply.error_code
+                if code is not None and code not in OUTCOMES:
+                    raise_error(reply, lookup(ERRORS, code), code, side=side)
         except errors.ProviderError as exc:
             exc.calls = list(done)  # a billed FRONT before a failed BACK still reconciles
             raise

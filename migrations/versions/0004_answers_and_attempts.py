@@ -1,4 +1,4 @@
-"""result: provider_verdict, answered_at; job: claim_seq; attempt: index for in-flight rows
+"""result: provider_verdict, answered_at; job: claim_seq; side_answer; attempt in-flight index
 
 Revision ID: 0004
 Revises: 0003
@@ -32,6 +32,18 @@ def upgrade() -> None:
     with op.batch_alter_table("job") as batch:
         batch.add_column(sa.Column("claim_seq", sa.Integer(), nullable=False, server_default="0"))
     op.execute("UPDATE job SET claim_seq = attempt_count")
+    op.create_table(
+        "side_answer",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("side", sa.String(length=8), nullable=False),
+        sa.Column("claim_seq", sa.Integer(), nullable=False),
+        sa.Column("payload_enc", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.ForeignKeyConstraint(["job_id"], ["job.id"], name="fk_side_answer_job_id_job", ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name="pk_side_answer"),
+        sa.UniqueConstraint("job_id", "side", name="uq_side_answer_job_side"),
+    )
     op.create_index(
         "ix_attempt_in_flight",
         "attempt",
@@ -43,6 +55,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_attempt_in_flight", table_name="attempt")
+    op.drop_table("side_answer")
     with op.batch_alter_table("job") as batch:
         batch.drop_column("claim_seq")
     with op.batch_alter_table("result") as batch:

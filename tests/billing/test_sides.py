@@ -1,0 +1,120 @@
+"""Two-sided providers: a side answered before the other failed is kept, never paid again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app.demo import provider_env
+from db.migrate import upgrade
+from db.models import Attempt, SideAnswer
+from db.session import session_scope
+from idbatch.domain import AttemptOutcome, JobStatus
+from idbatch.providers import errors
+from idbatch.providers.aliyun_market import AliyunMarketProvider
+from idbatch.providers.tencent_ocr import TencentOcrProvider
+from idbatch.servers import BackgroundServer
+from simulator.cards import load_registry
+from tests.conftest import Env
+from tests.durability.conftest import Stack, make_sample
+from tests.providers.conftest import APPCODE, SECRET_ID, Sim, card, sim
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["sim"]
+
+ACCOUNTS = {"ocr": f"ocr:{SECRET_ID}", "aliyun": f"aliyun:{APPCODE}"}
+
+
+def _fail_first_back(provider: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make the first BACK call fail as a 503 would; record every side actually sent."""
+    sent: list[str] = []
+    original = type(provider)._call
+
+    def call(self: Any, request: Any, side: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(side)
+        if side == "back" and sent.count("back") == 1:
+            raise errors.Unavailable("HTTP 503", http_status=503, side="back", calls=list(kwargs["done"]))
+        return original(self, request, side, *args, **kwargs)
+
+    monkeypatch.setattr(type(provider), "_call", call)
+    return sent
+
+
+@pytest.mark.parametrize("which", ["ocr", "aliyun"])
+def test_after_a_back_failure_the_retry_sends_only_the_back(
+    sim: Sim, which: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider: TencentOcrProvider | AliyunMarketProvider = sim.ocr() if which == "ocr" else sim.aliyun()
+    sent = _fail_first_back(provider, monkeypatch)
+    request = sim.request(card("front"), card("back"), config={})
+
+    with pytest.raises(errors.Unavailable) as failed:
+        provider.verify(request)
+    assert set(failed.value.answered) == {"front"}  # the paid front comes back with the error
+    assert [c.side for c in failed.value.calls] == ["front"]
+    billed_once = int(sim.stats(ACCOUNTS[which]).get("billable", 0))
+    assert billed_once == 1
+
+    retry = type(request)(**{**request.__dict__, "answered": json.loads(json.dumps(failed.value.answered))})
+    answer = provider.verify(retry)
+    assert sent == ["front", "back", "back"]  # the front was never sent again
+    assert [c.side for c in answer.calls] == ["back"]
+    assert answer.result.name and answer.result.id_number  # the stored front still fills the card
+    assert answer.result.valid_to is not None  # and the back's fields are there
+    assert int(sim.stats(ACCOUNTS[which]).get("billable", 0)) == 2
+
+
+@pytest.fixture
+def ocr_stack(env: Env, pg_db: str, gateway: str, tmp_path: Path) -> Iterator[Stack]:
+    from simulator.app import create_app
+    from simulator.state import SimState
+
+    manifest, registry = make_sample(tmp_path / "cards", 4, seed=31)
+    state = SimState(registry=load_registry(registry), seed=4)
+    with BackgroundServer(create_app(state)) as simulator:
+        values = {
+            k.removeprefix("IDBATCH_").lower(): v
+            for k, v in provider_env("tencent_ocr", simulator.url).items()
+        }
+        settings = env(database_url=pg_db, ratelimit_backend="off", requeue_after_s="0.2", **values)
+        upgrade(settings.database_url)
+        yield Stack(settings, manifest, state, simulator.url)
+
+
+def test_the_worker_keeps_the_paid_front_and_finishes_the_card_with_the_back(
+    ocr_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = ocr_stack
+    sent: list[str] = []
+    original = TencentOcrProvider._call
+
+    def call(self: Any, request: Any, side: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(f"{request.job_id}:{side}")
+        if side == "back" and sent.count(f"{request.job_id}:back") == 1:
+            raise errors.Unavailable("HTTP 503", http_status=503, side="back", calls=list(kwargs["done"]))
+        return original(self, request, side, *args, **kwargs)
+
+    monkeypatch.setattr(TencentOcrProvider, "_call", call)
+    batch = stack.submit()
+    stack.run_open(batch)
+
+    jobs = stack.jobs(batch)
+    assert {j.status for j in jobs} <= {JobStatus.PASSED, JobStatus.NEGATIVE}
+    for job in jobs:
+        assert sent.count(f"{job.id}:front") == 1  # never paid twice
+        assert sent.count(f"{job.id}:back") == 2  # failed once, then answered
+    with session_scope() as session:
+        kept = session.scalar(select(func.count()).select_from(SideAnswer))
+        billable = session.scalar(select(func.count()).where(Attempt.billable))
+        in_flight = session.scalar(select(func.count()).where(Attempt.outcome == AttemptOutcome.IN_FLIGHT))
+    assert kept == len(jobs)
+    assert (
+        billable == 2 * len(jobs) == stack.sim_state.stats_json()["accounts"][f"ocr:{SECRET_ID}"]["billable"]
+    )  # type: ignore[attr-defined]
+    assert in_flight == 0
