@@ -254,7 +254,7 @@ def cards(
     defects: Annotated[bool, typer.Option(help="mix in defective rows")] = True,
 ) -> None:
     """Generate synthetic cards, a registry and a manifest."""
-    from simulator.cards import generate_sample
+    from simulator.samples import generate_sample
 
     rows = generate_sample(out, count, seed=seed, defects=defects)
     console.print(f"wrote {len(rows)} rows to {out / 'manifest.csv'}")

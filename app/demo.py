@@ -22,7 +22,8 @@ from idbatch.servers import BackgroundServer
 from idbatch.settings import get_settings
 from producers.submit import submit_path
 from simulator.app import create_app as create_simulator
-from simulator.cards import generate_sample, load_registry
+from simulator.cards import load_registry
+from simulator.samples import generate_sample
 from simulator.state import SimState
 
 SIM_TOKEN = "sim-acedata-token"  # noqa: S105 - the simulator's local test credential

@@ -50,7 +50,8 @@ from common import PG_ADMIN, PII_KEY, free_port  # noqa: E402
 from app.demo import SIM_TOKEN, provider_env  # noqa: E402
 from idbatch.providers import KNOWN_PROVIDERS  # noqa: E402
 from idbatch.servers import BackgroundServer  # noqa: E402
-from simulator.cards import generate_sample, load_registry  # noqa: E402
+from simulator.cards import load_registry  # noqa: E402
+from simulator.samples import generate_sample  # noqa: E402
 
 TERMINAL = ("passed", "negative", "rejected", "failed", "cancelled")
 

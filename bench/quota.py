@@ -319,7 +319,7 @@ def main() -> None:
     args.gateway_secret = uuid.uuid4().hex
 
     with tempfile.TemporaryDirectory(prefix="idbatch-qbench-") as tmp:
-        from simulator.cards import write_copies_manifest
+        from simulator.samples import write_copies_manifest
 
         manifest = write_copies_manifest(Path(tmp), args.jobs, sample=20, seed=7)
         base_env = {

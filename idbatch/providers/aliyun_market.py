@@ -51,6 +51,7 @@ import httpx
 from idbatch.domain import NormalizedResult, Verdict, Warn, WarningCode, WarningSource
 from idbatch.idnumber import normalize_sex
 from idbatch.providers import errors, limits
+from idbatch.providers.aliyun_answers import answer_warns, fields
 from idbatch.providers.base import CallRecord, ProviderAnswer, VerifyRequest
 from idbatch.providers.common import choose_handoff, handing_off, send
 from idbatch.providers.parse import parse_date
@@ -99,31 +100,6 @@ VENDOR_ERRORS: dict[tuple[int, str | None], Classified] = {
     (503, None): errors.Unavailable,
 }
 
-IMAGE_STATUS: dict[str, WarningCode | None] = {
-    "normal": None,
-    "reversed_side": WarningCode.REVERSED_SIDE,
-    "non_idcard": WarningCode.NOT_ID_CARD,
-    "blurred": WarningCode.LOW_QUALITY,
-    "other_type_card": WarningCode.OTHER_CARD_TYPE,
-    "over_exposure": WarningCode.OVER_EXPOSURE,
-    "over_dark": WarningCode.OVER_DARK,
-    "unknown": None,
-}
-RISK_TYPE: dict[str, WarningCode | None] = {
-    "normal": None,
-    "copy": WarningCode.PHOTOCOPY,
-    "temporary": WarningCode.TEMPORARY_ID,
-    "screen": WarningCode.SCREEN_RESHOOT,
-    "unknown": None,
-}
-NUMBER_TYPE: dict[str, list[WarningCode]] = {
-    "-1": [WarningCode.OCR_FAILED],
-    "0": [WarningCode.ID_FORMAT_INVALID],
-    "1": [],
-    "2": [WarningCode.SEX_MISMATCH_ID, WarningCode.BIRTH_MISMATCH_ID],
-    "3": [WarningCode.BIRTH_MISMATCH_ID],
-    "4": [WarningCode.SEX_MISMATCH_ID],
-}
 RISK_FLAGS = ("copy_warn", "reshoot_warn", "detect_ps_warn", "temp_id_warn", "detect_risk")
 CONFIG_KEYS = (*RISK_FLAGS, "detect_direction", "detect_photo")
 DEFAULT_PATH = "/ocr/idcard"  # the vendor does not publish one path: set IDBATCH_ALIYUN_PATH
@@ -303,8 +279,8 @@ class AliyunMarketProvider:
                 warns.append(Warn(answer, WarningSource.PROVIDER, provider_code=f"{side}:vendor"))
                 continue
             raw[side] = answer
-            warns += _answer_warns(answer)
-            merged.update(_fields(answer))
+            warns += answer_warns(answer)
+            merged.update(fields(answer))
         birth = parse_date(merged.get("birthday"))
         end = str(merged.get("enddate") or "")
         long_term = "长期" in end
@@ -323,66 +299,6 @@ class AliyunMarketProvider:
             warnings=warns,
             raw=raw,
         )
-
-
-def _answer_warns(answer: dict[str, Any]) -> list[Warn]:
-    warns: list[Warn] = []
-    status = str(answer.get("image_status") or "normal")
-    code = IMAGE_STATUS.get(status)
-    if code is not None:
-        warns.append(Warn(code, WarningSource.PROVIDER, provider_code=f"image_status:{status}"))
-    risk = str(answer.get("risk_type") or "normal")
-    risk_code = RISK_TYPE.get(risk)
-    if risk_code is not None:
-        warns.append(Warn(risk_code, WarningSource.PROVIDER, provider_code=f"risk_type:{risk}"))
-    if answer.get("edit_tool"):
-        warns.append(
-            Warn(
-                WarningCode.PHOTOSHOPPED,
-                WarningSource.PROVIDER,
-                provider_code="edit_tool",
-                detail=str(answer["edit_tool"])[:120],
-            )
-        )
-    number_type = answer.get("idcard_number_type")
-    if number_type is not None and status == "normal":
-        for warning in NUMBER_TYPE.get(str(number_type), []):
-            warns.append(
-                Warn(warning, WarningSource.PROVIDER, provider_code=f"idcard_number_type:{number_type}")
-            )
-    msg = answer.get("msg")
-    if isinstance(msg, dict) and msg.get("valid") is False:
-        warns.append(Warn(WarningCode.ID_CHECKSUM_INVALID, WarningSource.PROVIDER, provider_code="valid"))
-    return warns
-
-
-# Baidu-style ``words_result`` keys, used when ``msg`` lacks a field.
-WORDS_KEYS = {
-    "name": "姓名",
-    "sex": "性别",
-    "nation": "民族",
-    "birthday": "出生",
-    "address": "住址",
-    "idcardno": "公民身份号码",
-    "gov": "签发机关",
-    "begindate": "签发日期",
-    "enddate": "失效日期",
-}
-
-
-def _fields(answer: dict[str, Any]) -> dict[str, Any]:
-    msg = answer.get("msg") if isinstance(answer.get("msg"), dict) else {}
-    words = answer.get("words_result") if isinstance(answer.get("words_result"), dict) else {}
-    assert isinstance(msg, dict)
-    assert isinstance(words, dict)
-    out: dict[str, Any] = {}
-    for key, word_key in WORDS_KEYS.items():
-        value = msg.get(key)
-        if not value and isinstance(words.get(word_key), dict):
-            value = words[word_key].get("words")
-        if value:
-            out[key] = value
-    return out
 
 
 def _vendor_message(response: httpx.Response) -> str:

@@ -18,7 +18,8 @@ from idbatch.domain import TERMINAL_STATUSES, BatchKind, JobStatus
 from idbatch.servers import BackgroundServer
 from idbatch.settings import Settings
 from producers.submit import submit_path
-from simulator.cards import generate_sample, load_registry
+from simulator.cards import load_registry
+from simulator.samples import generate_sample
 from tests.conftest import SIM_ACEDATA_TOKEN, Env, fresh_database
 from workers.runtime import runtime
 from workers.sweeper import sweep

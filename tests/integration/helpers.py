@@ -10,7 +10,7 @@ from pathlib import Path
 from db.reports import status_counts
 from db.session import session_scope
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
-from simulator.cards import MANIFEST_COLUMNS, generate_sample
+from simulator.samples import MANIFEST_COLUMNS, generate_sample
 
 MALFORMED = [
     "BROKEN-1,only-two-columns",

@@ -25,7 +25,8 @@ from idbatch.pii import vault
 from idbatch.servers import BackgroundServer
 from producers.submit import submit_path
 from simulator.app import create_app
-from simulator.cards import generate_sample, load_registry
+from simulator.cards import load_registry
+from simulator.samples import generate_sample
 from simulator.state import SimState
 from tests.conftest import Env
 from tests.providers.conftest import ACEDATA_TOKEN, ALL_WARNINGS, APPCODE, SECRET_ID, SECRET_KEY

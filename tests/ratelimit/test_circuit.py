@@ -16,7 +16,7 @@ from db.session import session_scope
 from idbatch.domain import JobStatus
 from idbatch.providers import errors
 from producers.submit import submit_path
-from simulator.cards import generate_sample
+from simulator.samples import generate_sample
 from tests.conftest import Env
 from workers import runtime as worker_runtime
 from workers.circuit import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker, accounts, resume

@@ -19,7 +19,8 @@ from db.models import Attempt, Job
 from db.session import session_scope
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
 from producers.submit import submit_path
-from simulator.cards import load_registry, write_copies_manifest
+from simulator.cards import load_registry
+from simulator.samples import write_copies_manifest
 from tests.conftest import Env, Simulator
 from tests.integration.helpers import wait_terminal
 

@@ -15,7 +15,8 @@ from db.session import session_scope
 from idbatch.settings import Settings
 from producers.csv_manifest import ManifestError
 from producers.s3 import submit_s3
-from simulator.cards import generate_sample, load_registry
+from simulator.cards import load_registry
+from simulator.samples import generate_sample
 from tests.conftest import Env, Simulator
 from tests.s3.helpers import drain, report, upload_dir
 
