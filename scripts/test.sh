@@ -12,6 +12,13 @@ fi
 .venv/bin/python -m pip install -q -e '.[all,dev]'
 
 scripts/services.sh
+# docker-compose.yml is validated by `docker-compose config` (tests/deploy); no Docker
+# engine runs here, Debian's docker-compose v1 only parses and interpolates the file.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "installing docker-compose to validate docker-compose.yml" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; } >/dev/null 2>&1 \
+    || echo "could not install docker-compose; tests/deploy will fail in CI" >&2
+fi
 
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
