@@ -24,6 +24,10 @@ from PIL import Image, UnidentifiedImageError
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "BMP"})
 MIN_SIDE_PX = 15
 MAX_SIDE_PX = 8192
+# A card photo needs a few megapixels; the cap is checked on the header, before any pixel
+# is decoded, so a 27 KB PNG claiming 15000x15000 (a decompression bomb) costs nothing.
+MAX_PIXELS = 40_000_000
+_JPEG_EOI = b"\xff\xd9"
 
 
 class ImageRefError(ValueError):
@@ -104,21 +108,53 @@ def resolve_local(ref: str, base_dir: Path | None) -> Path:
     return path
 
 
+def header(data: bytes) -> tuple[str, int, int]:
+    """Format and size read from the header only (no pixel is decoded).
+
+    The one place images are opened for checking: ingest, call time and the provider
+    limits (``idbatch.providers.limits``) all read it here, with the same bounds.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, (width, height) = str(im.format), im.size
+    except Image.DecompressionBombError as exc:
+        raise ImageRefError(f"image has too many pixels (over {MAX_PIXELS})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombWarning) as exc:
+        raise ImageRefError("not a readable image (unrecognized or corrupt data)") from exc
+    if width * height > MAX_PIXELS:
+        raise ImageRefError(f"image is {width}x{height} px, over {MAX_PIXELS} pixels")
+    return fmt, width, height
+
+
+def _complete(data: bytes, fmt: str) -> bool:
+    """Whether the file is whole: a truncated upload must not be sent (and billed).
+
+    JPEG must end with its end-of-image marker; PNG and BMP are checked by Pillow's
+    ``verify`` (chunk CRCs, declared sizes) — both without decoding the pixels.
+    """
+    if fmt == "JPEG":
+        return data.rstrip(b"\x00\r\n ").endswith(_JPEG_EOI)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except Exception:  # noqa: BLE001 - Pillow raises many types for a broken file
+        return False
+    return True
+
+
 def inspect(data: bytes, max_bytes: int) -> ImageInfo:
-    """Check an image's bytes: present, small enough, a supported format, sane sides."""
+    """Check an image's bytes: present, small enough, a supported format, sane sides, whole."""
     if not data:
         raise ImageRefError("image is empty (0 bytes)")
     if len(data) > max_bytes:
         raise ImageRefError(f"image is {len(data)} bytes, over the {max_bytes}-byte limit")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, (width, height) = str(im.format), im.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageRefError("not a readable image (unrecognized or corrupt data)") from exc
+    fmt, width, height = header(data)
     if fmt not in SUPPORTED_FORMATS:
         raise ImageRefError(f"image format {fmt} not supported (JPEG, PNG, BMP)")
     if min(width, height) < MIN_SIDE_PX or max(width, height) > MAX_SIDE_PX:
         raise ImageRefError(f"image is {width}x{height} px, outside {MIN_SIDE_PX}..{MAX_SIDE_PX}")
+    if not _complete(data, fmt):
+        raise ImageRefError("image is truncated or corrupt")
     return ImageInfo(fmt, width, height, len(data))
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from db import jobs
 from db.jobs import Claim
-from db.models import Result, utcnow
+from db.models import utcnow
 from db.session import session_scope
 from idbatch.domain import (
     AttemptOutcome,
@@ -23,8 +23,6 @@ from idbatch.domain import (
     NormalizedResult,
     Verdict,
     Warn,
-    WarningCode,
-    WarningSource,
 )
 from idbatch.idnumber import normalize
 from idbatch.logging import get_logger
@@ -46,103 +44,20 @@ class Outcome:
     retry_in_s: float | None = None
 
 
-def _status_of(verdict: Verdict) -> JobStatus:
+def status_of(verdict: Verdict) -> JobStatus:
     return JobStatus.PASSED if verdict == Verdict.PASSED else JobStatus.NEGATIVE
 
 
-def _stored_outcome(session: Session, claimed: Claim, owner: str) -> Outcome | None:
+def stored_outcome(session: Session, claimed: Claim, owner: str) -> Outcome | None:
     """If this job's answer is already stored (earlier worker, ambiguous commit), finish from it."""
     verdict = jobs.stored_verdict(session, claimed.job_id)
     if verdict is None:
         return None
-    status = _status_of(verdict)
+    status = status_of(verdict)
     jobs.release(
         session, claimed, owner, status=status, finished_at=utcnow(), attempt_count=claimed.attempt - 1
     )
     return Outcome(status)
-
-
-def prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
-    """Decide whether a provider call is needed; None means "call now".
-
-    Reuses an earlier paid answer for the same content key (unless the batch is a
-    ``rerun``, whose purpose is to call again). One transaction, no savepoint: the
-    content-key update is its last statement, so a unique-index conflict (the same card
-    being verified by another job right now) rolls back nothing else and is handled in
-    a transaction of its own: the job waits for that answer instead of paying twice.
-    """
-    owner = rt.worker_id
-    try:
-        with session_scope() as session:
-            if claimed.seq > 1:  # an earlier claim may have stored the answer
-                stored = _stored_outcome(session, claimed, owner)
-                if stored is not None:
-                    return stored
-            source = _reusable(session, claimed, key, rt)
-            if source is not None:
-                verdict, warns = _judge_again(session, claimed, source)
-                origin = jobs.copy_answer(
-                    session, source, claimed.job_id, verdict, _warning_rows(claimed, warns)
-                )
-                status = _status_of(verdict)
-                jobs.release(
-                    session,
-                    claimed,
-                    owner,
-                    status=status,
-                    finished_at=utcnow(),
-                    attempt_count=claimed.attempt - 1,
-                    content_key=key,
-                    reused_from=origin,
-                    error_class=None,
-                    last_error=None,
-                    next_attempt_at=None,
-                )
-                return Outcome(status)
-            if not jobs.hold_content_key(session, claimed, owner, key):
-                return Outcome(None)  # our lease expired and another worker took the job
-    except IntegrityError:
-        wait_s = max(1.0, rt.settings.sweep_interval_s)
-        with session_scope() as session:
-            jobs.release(
-                session,
-                claimed,
-                owner,
-                status=JobStatus.RETRY_WAIT,
-                attempt_count=claimed.attempt - 1,
-                next_attempt_at=utcnow() + dt.timedelta(seconds=wait_s),
-                content_key=None,
-            )
-        return Outcome(JobStatus.RETRY_WAIT, wait_s)
-    return None
-
-
-def _reusable(session: Session, claimed: Claim, key: str, rt: Runtime) -> Result | None:
-    days = rt.settings.reuse_max_age_days
-    if days <= 0:
-        return None
-    return jobs.reusable_result(session, claimed, key, utcnow() - dt.timedelta(days=days))
-
-
-def _judge_again(session: Session, claimed: Claim, source: Result) -> tuple[Verdict, list[Warn]]:
-    """The verdict rules, today, for this job's claims, over the provider's earlier answer."""
-    v = vault()
-    provider_warns = [
-        Warn(WarningCode(w.code), WarningSource.PROVIDER, w.provider_code, w.detail)
-        for w in jobs.provider_warnings(session, source.job_id)
-    ]
-    earlier = NormalizedResult(
-        verdict=source.provider_verdict or source.verdict,
-        name=v.decrypt(source.name_enc),
-        sex=source.sex,
-        birth=source.birth,
-        id_number=v.decrypt(source.id_number_enc),
-        valid_to=source.valid_to,
-        valid_long_term=source.valid_long_term,
-        warnings=provider_warns,
-    )
-    claimed_name, claimed_id = v.decrypt(claimed.claimed_name_enc), v.decrypt(claimed.claimed_id_enc)
-    return judge(earlier, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
 
 
 def paid_sides(claimed: Claim) -> dict[str, dict[str, object]]:
@@ -224,7 +139,7 @@ def _result_row(claimed: Claim, result: NormalizedResult, verdict: Verdict) -> d
     }
 
 
-def _warning_rows(claimed: Claim, warns: list[Warn]) -> list[dict[str, object]]:
+def warning_rows(claimed: Claim, warns: list[Warn]) -> list[dict[str, object]]:
     return [
         {
             "job_id": claimed.job_id,
@@ -257,18 +172,18 @@ def finish_answer(
     v = vault()
     claimed_name, claimed_id = v.decrypt(claimed.claimed_name_enc), v.decrypt(claimed.claimed_id_enc)
     verdict, warns = judge(answer.result, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
-    status = _status_of(verdict)
+    status = status_of(verdict)
     attempts = attempt_rows(claimed, answer.calls, started, account, AttemptOutcome.ANSWERED)
     try:
         with session_scope() as session:
             if check_stored:
-                stored = _stored_outcome(session, claimed, rt.worker_id)
+                stored = stored_outcome(session, claimed, rt.worker_id)
                 if stored is not None:
                     return stored
             jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
             jobs.record_attempts(session, attempts)
             jobs.record_result(
-                session, _result_row(claimed, answer.result, verdict), _warning_rows(claimed, warns)
+                session, _result_row(claimed, answer.result, verdict), warning_rows(claimed, warns)
             )
             jobs.release(
                 session,

@@ -31,7 +31,7 @@ from idbatch.logging import get_logger
 from idbatch.providers import errors
 from idbatch.providers.base import VerifyRequest, planned_sides
 from idbatch.storage.base import StorageUnavailable
-from workers import record
+from workers import prepare, record
 from workers.content import content_key
 from workers.durable import durably
 from workers.record import Outcome
@@ -102,7 +102,7 @@ def _process_claimed(
         return record.finish_error(claimed, error, now(), 0.0, account, policy, rt, handoff=None)
 
     key = content_key(claimed, front, back)
-    prepared = durably(lambda: record.prepare_call(claimed, key, rt), "prepare")
+    prepared = durably(lambda: prepare.prepare_call(claimed, key, rt), "prepare")
     if prepared is not None:
         return prepared
 

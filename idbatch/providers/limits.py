@@ -21,8 +21,9 @@ import math
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from idbatch import images
 from idbatch.providers import errors
 
 MB = 1024 * 1024
@@ -33,9 +34,9 @@ class ImageLimits:
     name: str
     max_encoded_bytes: int
     urlencoded: bool  # measured after base64 *and* urlencode (form bodies)
-    formats: frozenset[str] = frozenset({"JPEG", "PNG", "BMP"})
-    min_side: int = 15
-    max_side: int = 8192
+    formats: frozenset[str] = images.SUPPORTED_FORMATS
+    min_side: int = images.MIN_SIDE_PX
+    max_side: int = images.MAX_SIDE_PX
     min_long_side: int = 800  # never shrink a card below this: it would stop being legible
 
 
@@ -73,10 +74,9 @@ def prepare(data: bytes, limits: ImageLimits) -> Prepared:
     if not data:
         raise errors.ItemRejected(f"{limits.name}: image is empty")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, (width, height) = str(im.format), im.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise errors.ItemRejected(f"{limits.name}: not a readable image") from exc
+        fmt, width, height = images.header(data)
+    except images.ImageRefError as exc:
+        raise errors.ItemRejected(f"{limits.name}: {exc}") from exc
     if fmt not in limits.formats:
         allowed = "/".join(sorted(limits.formats))
         raise errors.ItemRejected(f"{limits.name}: image format {fmt} not accepted ({allowed})")

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
@@ -115,3 +115,38 @@ def raise_error(reply: TencentReply, cls: type[errors.ProviderError], code: str,
         request_id=reply.request_id,
         side=side,
     )
+
+
+class TencentProduct:
+    """What the FaceID and OCR adapters share: a signed caller for their one action,
+    the hand-off preference and the account. Subclasses name the product."""
+
+    SERVICE: ClassVar[str]
+    ACTION: ClassVar[str]
+    VERSION: ClassVar[str]
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        base_url: str,
+        secret_id: str,
+        secret_key: str,
+        region: str | None = None,
+        handoff: str = "inline",
+        account: str = "default",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._caller = TencentCaller(
+            client,
+            base_url=base_url,
+            service=self.SERVICE,
+            action=self.ACTION,
+            version=self.VERSION,
+            secret_id=secret_id,
+            secret_key=secret_key,
+            region=region,
+            clock=clock,
+        )
+        self._handoff = handoff
+        self.account = account

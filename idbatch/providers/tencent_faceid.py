@@ -29,8 +29,6 @@ Outcomes are billable answers; errors are not billed.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -38,7 +36,7 @@ import httpx
 from idbatch.providers import errors, limits
 from idbatch.providers.base import CallRecord, ProviderAnswer, VerifyRequest
 from idbatch.providers.common import choose_handoff, handing_off, lookup
-from idbatch.providers.tencent_api import TencentCaller, raise_error
+from idbatch.providers.tencent_api import TencentProduct, raise_error
 from idbatch.providers.tencent_codes import (
     FACEID_ERRORS,
     FACEID_OUTCOMES,
@@ -74,37 +72,14 @@ def faceid_config(config: dict[str, Any]) -> dict[str, bool]:
     return out
 
 
-class TencentFaceIdProvider:
+class TencentFaceIdProvider(TencentProduct):
     name = "tencent_faceid"
     two_sided = False
+    SERVICE, ACTION, VERSION = SERVICE, ACTION, VERSION
 
-    def __init__(
-        self,
-        client: httpx.Client,
-        *,
-        base_url: str,
-        secret_id: str,
-        secret_key: str,
-        region: str | None = None,
-        handoff: str = "inline",
-        similarity_threshold: float = 70.0,
-        account: str = "default",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._caller = TencentCaller(
-            client,
-            base_url=base_url,
-            service=SERVICE,
-            action=ACTION,
-            version=VERSION,
-            secret_id=secret_id,
-            secret_key=secret_key,
-            region=region,
-            clock=clock,
-        )
-        self._handoff = handoff
+    def __init__(self, client: httpx.Client, *, similarity_threshold: float = 70.0, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
         self._threshold = similarity_threshold
-        self.account = account
 
     def verify(self, request: VerifyRequest) -> ProviderAnswer:
         handoff, image = choose_handoff(request.front, self._handoff, limits.TENCENT, side="front")

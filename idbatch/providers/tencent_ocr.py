@@ -35,12 +35,8 @@ A successful recognition is billed; a call answered with an error code is not.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
-
-import httpx
 
 from idbatch.domain import NormalizedResult, Verdict, Warn, WarningCode, WarningSource
 from idbatch.idnumber import normalize_sex
@@ -48,7 +44,7 @@ from idbatch.providers import errors, limits
 from idbatch.providers.base import CallRecord, ProviderAnswer, VerifyRequest
 from idbatch.providers.common import choose_handoff, handing_off, lookup
 from idbatch.providers.parse import parse_date, parse_validity
-from idbatch.providers.tencent_api import TencentCaller, TencentReply, raise_error
+from idbatch.providers.tencent_api import TencentProduct, TencentReply, raise_error
 from idbatch.providers.tencent_codes import TENCENT_COMMON_ERRORS, card_warns, to_float
 
 ERRORS: dict[str, type[errors.ProviderError]] = {
@@ -117,35 +113,10 @@ def parse_advanced_info(value: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-class TencentOcrProvider:
+class TencentOcrProvider(TencentProduct):
     name = "tencent_ocr"
     two_sided = True  # FRONT and BACK are separate, separately billed calls
-
-    def __init__(
-        self,
-        client: httpx.Client,
-        *,
-        base_url: str,
-        secret_id: str,
-        secret_key: str,
-        region: str | None = None,
-        handoff: str = "inline",
-        account: str = "default",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._caller = TencentCaller(
-            client,
-            base_url=base_url,
-            service=SERVICE,
-            action=ACTION,
-            version=VERSION,
-            secret_id=secret_id,
-            secret_key=secret_key,
-            region=region,
-            clock=clock,
-        )
-        self._handoff = handoff
-        self.account = account
+    SERVICE, ACTION, VERSION = SERVICE, ACTION, VERSION
 
     def verify(self, request: VerifyRequest) -> ProviderAnswer:
         config = ocr_config(request.config)

@@ -25,7 +25,7 @@ def test_error_after_claim_puts_the_job_back_and_counts_the_attempt(
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("database said: too many clients already")
 
-    monkeypatch.setattr(verify.record, "prepare_call", broken)
+    monkeypatch.setattr(verify.prepare, "prepare_call", broken)
     with pytest.raises(RuntimeError):
         process_job(job_id, runtime())
     with session_scope() as session:
@@ -50,7 +50,7 @@ def test_a_job_that_always_crashes_fails_after_max_attempts(
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("cannot decode this image")
 
-    monkeypatch.setattr(verify.record, "prepare_call", broken)
+    monkeypatch.setattr(verify.prepare, "prepare_call", broken)
     rt = runtime()
     for _ in range(rt.settings.max_attempts):
         with session_scope() as session:

@@ -1,0 +1,108 @@
+"""Before calling: is this card's answer already stored, or already paid for by another job?
+
+An earlier claim of this job may have stored the answer (a finishing commit that looked
+lost); another job may have paid for the same card (same content key) within the
+freshness window, whose answer is then reused and judged again for this job, today.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import jobs
+from db.jobs import Claim
+from db.models import Result, utcnow
+from db.session import session_scope
+from idbatch.domain import JobStatus, NormalizedResult, Verdict, Warn, WarningCode, WarningSource
+from idbatch.pii import vault
+from workers.record import Outcome, status_of, stored_outcome, warning_rows
+from workers.runtime import Runtime
+from workers.verdict import judge
+
+
+def prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
+    """Decide whether a provider call is needed; None means "call now".
+
+    Reuses an earlier paid answer for the same content key (unless the batch is a
+    ``rerun``, whose purpose is to call again). One transaction, no savepoint: the
+    content-key update is its last statement, so a unique-index conflict (the same card
+    being verified by another job right now) rolls back nothing else and is handled in
+    a transaction of its own: the job waits for that answer instead of paying twice.
+    """
+    owner = rt.worker_id
+    try:
+        with session_scope() as session:
+            if claimed.seq > 1:  # an earlier claim may have stored the answer
+                stored = stored_outcome(session, claimed, owner)
+                if stored is not None:
+                    return stored
+            source = _reusable(session, claimed, key, rt)
+            if source is not None:
+                verdict, warns = _judge_again(session, claimed, source)
+                origin = jobs.copy_answer(
+                    session, source, claimed.job_id, verdict, warning_rows(claimed, warns)
+                )
+                status = status_of(verdict)
+                jobs.release(
+                    session,
+                    claimed,
+                    owner,
+                    status=status,
+                    finished_at=utcnow(),
+                    attempt_count=claimed.attempt - 1,
+                    content_key=key,
+                    reused_from=origin,
+                    error_class=None,
+                    last_error=None,
+                    next_attempt_at=None,
+                )
+                return Outcome(status)
+            if not jobs.hold_content_key(session, claimed, owner, key):
+                return Outcome(None)  # our lease expired and another worker took the job
+    except IntegrityError:
+        wait_s = max(1.0, rt.settings.sweep_interval_s)
+        with session_scope() as session:
+            jobs.release(
+                session,
+                claimed,
+                owner,
+                status=JobStatus.RETRY_WAIT,
+                attempt_count=claimed.attempt - 1,
+                next_attempt_at=utcnow() + dt.timedelta(seconds=wait_s),
+                content_key=None,
+            )
+        return Outcome(JobStatus.RETRY_WAIT, wait_s)
+    return None
+
+
+def _reusable(session: Session, claimed: Claim, key: str, rt: Runtime) -> Result | None:
+    days = rt.settings.reuse_max_age_days
+    if days <= 0:
+        return None
+    return jobs.reusable_result(session, claimed, key, utcnow() - dt.timedelta(days=days))
+
+
+def _judge_again(session: Session, claimed: Claim, source: Result) -> tuple[Verdict, list[Warn]]:
+    """The verdict rules, today, for this job's claims, over the provider's earlier answer."""
+    v = vault()
+    provider_warns = [
+        Warn(WarningCode(w.code), WarningSource.PROVIDER, w.provider_code, w.detail)
+        for w in jobs.provider_warnings(session, source.job_id)
+    ]
+    earlier = NormalizedResult(
+        verdict=source.provider_verdict or source.verdict,
+        name=v.decrypt(source.name_enc),
+        sex=source.sex,
+        birth=source.birth,
+        id_number=v.decrypt(source.id_number_enc),
+        valid_to=source.valid_to,
+        valid_long_term=source.valid_long_term,
+        warnings=provider_warns,
+    )
+    claimed_name, claimed_id = v.decrypt(claimed.claimed_name_enc), v.decrypt(claimed.claimed_id_enc)
+    return judge(earlier, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
+
+
