@@ -88,7 +88,9 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. -1")]) -> None:
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision (default: one step back)")] = "-1",
+) -> None:
     """Revert migrations down to REVISION."""
     from db.migrate import downgrade
 

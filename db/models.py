@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from idbatch import fields
 from idbatch.domain import AttemptOutcome, BatchKind, BatchState, JobStatus, Verdict
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; Postgres gets BIGINT identity.
@@ -109,7 +110,8 @@ class Job(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
     row_number: Mapped[int | None] = mapped_column(Integer)
-    external_ref: Mapped[str | None] = mapped_column(String(256))
+    external_ref: Mapped[str | None] = mapped_column(String(fields.EXTERNAL_REF_MAX))
+    line_number: Mapped[int | None] = mapped_column(Integer)  # the manifest line the row ended on
     front_image: Mapped[str | None] = mapped_column(Text)
     back_image: Mapped[str | None] = mapped_column(Text)
     claimed_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -28,6 +28,7 @@ MAX_SIDE_PX = 8192
 # is decoded, so a 27 KB PNG claiming 15000x15000 (a decompression bomb) costs nothing.
 MAX_PIXELS = 40_000_000
 _JPEG_EOI = b"\xff\xd9"
+_JPEG_SOS = b"\xff\xda"
 
 
 class ImageRefError(ValueError):
@@ -129,11 +130,13 @@ def header(data: bytes) -> tuple[str, int, int]:
 def _complete(data: bytes, fmt: str) -> bool:
     """Whether the file is whole: a truncated upload must not be sent (and billed).
 
-    JPEG must end with its end-of-image marker; PNG and BMP are checked by Pillow's
-    ``verify`` (chunk CRCs, declared sizes) — both without decoding the pixels.
+    A JPEG's last scan must be followed by its end-of-image marker (bytes after it are
+    allowed, as cameras append them; scan data never holds a marker, thanks to byte
+    stuffing). PNG and BMP are checked by Pillow's ``verify`` (chunk CRCs, declared
+    sizes). Neither decodes the pixels.
     """
     if fmt == "JPEG":
-        return data.rstrip(b"\x00\r\n ").endswith(_JPEG_EOI)
+        return data.rfind(_JPEG_EOI) > data.rfind(_JPEG_SOS) > 0
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from idbatch import images
+from idbatch import fields, images
 from idbatch.idnumber import IdNumberError, check
 
 REQUIRED = ("external_ref", "front_image")
@@ -47,8 +47,8 @@ ALIASES = {
     "姓名": "name",
     "身份证号": "id_number",
 }
-MAX_FIELD = 4096
-MAX_NAME = 64
+MAX_FIELD = fields.IMAGE_REF_MAX
+MAX_NAME = fields.NAME_MAX
 
 csv.field_size_limit(MAX_FIELD * 4)
 
@@ -218,8 +218,8 @@ def _validate(
             return bad(*culprit)
     if not ref:
         return bad("external_ref", "required, empty")
-    if len(ref) > 256:
-        return bad("external_ref", "longer than 256 characters")
+    if len(ref) > fields.EXTERNAL_REF_MAX:
+        return bad("external_ref", f"longer than {fields.EXTERNAL_REF_MAX} characters")
     for column in ("front_image", "back_image"):
         value = get.get(column, "")
         if not value:

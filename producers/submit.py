@@ -32,6 +32,7 @@ from db.ingest import JobInserter, create_batch, default_inserter, finish_ingest
 from db.models import utcnow
 from db.session import session_scope
 from dispatch.publish import Publisher, after_commit, default_publisher
+from idbatch import fields
 from idbatch.domain import BatchKind, JobStatus
 from idbatch.logging import get_logger
 from idbatch.pii import scrub, vault
@@ -94,19 +95,11 @@ def _job_values(
 ) -> dict[str, Any]:
     v = vault()
     if isinstance(item, RowError):
-        now = utcnow()
-        return {
-            "batch_id": batch_id,
-            "row_number": item.row_number,
-            "external_ref": item.external_ref,
-            "status": JobStatus.REJECTED,
-            "error_class": "input",
-            "last_error": item.reason,
-            "finished_at": now,
-        }
+        return _rejected(batch_id, item.row_number, item.line, item.external_ref, item.reason)
     return {
         "batch_id": batch_id,
         "row_number": item.row_number,
+        "line_number": item.line,
         "external_ref": item.external_ref,
         "front_image": item.front_image,
         "back_image": item.back_image,
@@ -118,6 +111,72 @@ def _job_values(
         ),
         "status": JobStatus.QUEUED,
     }
+
+
+def _rejected(batch_id: int, row: int, line: int | None, ref: str | None, reason: str) -> dict[str, Any]:
+    """A rejected row's job: whatever it held is kept in a form every database stores."""
+    return {
+        "batch_id": batch_id,
+        "row_number": row,
+        "line_number": line,
+        "external_ref": fields.storable(ref, fields.EXTERNAL_REF_MAX),
+        "status": JobStatus.REJECTED,
+        "error_class": "input",
+        "last_error": fields.storable(reason, fields.REASON_MAX),
+        "finished_at": utcnow(),
+    }
+
+
+_CHECKED = (
+    ("external_ref", fields.EXTERNAL_REF_MAX),
+    ("front_image", fields.IMAGE_REF_MAX),
+    ("back_image", fields.IMAGE_REF_MAX),
+)
+
+
+def storable_rows(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row as the database will accept it, whichever producer made it.
+
+    A queued row with a value the database would refuse (a NUL, an over-long S3 key, a
+    lone surrogate) becomes a rejected row naming the column; a rejected row keeps its
+    values, made storable. So an insert never fails on a row's content.
+    """
+    out = []
+    for row in values:
+        if row["status"] != JobStatus.QUEUED:
+            for column in ("external_ref", "front_image", "back_image"):
+                if isinstance(row.get(column), str):
+                    row[column] = fields.storable(
+                        row[column],
+                        fields.IMAGE_REF_MAX if column != "external_ref" else fields.EXTERNAL_REF_MAX,
+                    )
+            out.append(row)
+            continue
+        found = next(
+            (
+                (column, why)
+                for column, limit in _CHECKED
+                if isinstance(row.get(column), str) and (why := fields.problem(row[column], limit))
+            ),
+            None,
+        )
+        if found is None:
+            out.append(row)
+            continue
+        column, why = found
+        where = f"row {row['row_number']}" + (
+            f" (line {row['line_number']})" if row.get("line_number") else ""
+        )
+        out.append(
+            _rejected(
+                row["batch_id"],
+                row["row_number"],
+                row.get("line_number"),
+                row.get("external_ref"),
+                f"{where}, column {column}: value {why}",
+            )
+        )
+    return out
 
 
 _KEY_MAKERS: dict[str, _KeyMaker] = {}
@@ -238,6 +297,7 @@ def ingest_rows(
     counts = {"rows": 0, "queued": 0}
 
     def write(values: list[dict[str, Any]]) -> None:
+        values = storable_rows(values)
         with session_scope() as session:
             ids = (inserter or default_inserter(session))(session, values)
             to_send = [i for i, v in zip(ids, values, strict=True) if v["status"] == JobStatus.QUEUED]

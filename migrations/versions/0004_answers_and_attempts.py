@@ -1,4 +1,4 @@
-"""result: provider_verdict, answered_at; job: claim_seq; side_answer; attempt in-flight index
+"""result: provider_verdict, answered_at; job: claim_seq, line_number; side_answer; attempt index
 
 Revision ID: 0004
 Revises: 0003
@@ -31,6 +31,7 @@ def upgrade() -> None:
     # A constant server default: Postgres adds the column without rewriting the table.
     with op.batch_alter_table("job") as batch:
         batch.add_column(sa.Column("claim_seq", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("line_number", sa.Integer(), nullable=True))
     op.execute("UPDATE job SET claim_seq = attempt_count")
     op.create_table(
         "side_answer",
@@ -58,6 +59,7 @@ def downgrade() -> None:
     op.drop_table("side_answer")
     with op.batch_alter_table("job") as batch:
         batch.drop_column("claim_seq")
+        batch.drop_column("line_number")
     with op.batch_alter_table("result") as batch:
         batch.drop_column("answered_at")
         batch.drop_column("provider_verdict")

@@ -63,7 +63,7 @@ def test_idbatch_db_commands(env: Env, tmp_path: Path) -> None:
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
     current = runner.invoke(app, ["db", "current"]).output
     assert "current: 0004" in current and "head: 0004" in current
-    assert runner.invoke(app, ["db", "downgrade", "-1"]).exit_code == 0
+    assert runner.invoke(app, ["db", "downgrade"]).exit_code == 0  # one step back
     assert "current: 0003" in runner.invoke(app, ["db", "current"]).output
 
 

@@ -79,3 +79,8 @@ def test_fifty_megapixels_is_over_the_cap() -> None:
 def test_the_provider_limits_use_the_same_bounds_as_ingest() -> None:
     assert limits.TENCENT.formats == images.SUPPORTED_FORMATS
     assert (limits.TENCENT.min_side, limits.TENCENT.max_side) == (images.MIN_SIDE_PX, images.MAX_SIDE_PX)
+
+
+def test_bytes_after_the_end_of_a_jpeg_are_allowed() -> None:
+    """Cameras append data after the end-of-image marker; the image itself is whole."""
+    images.inspect(_card() + b"appended by a camera", 10 * 1024 * 1024)

@@ -77,9 +77,10 @@ def test_inline_handoff_is_configurable_and_recorded_on_the_attempt(
             .join(Job, Job.id == Attempt.job_id)
             .where(Job.batch_id == result.batch_id)
         ).all()
-    # AceData takes URLs only: the configured inline hand-off is refused, visibly, per job.
+    # AceData takes URLs only: the configured inline hand-off is refused, visibly, per job,
+    # before anything is sent: the attempt records that the image never left ("none").
     assert rows
-    assert {h for h, _ in rows} == {"inline"}
+    assert {h for h, _ in rows} == {"none"}
     assert all("URLs only" in (e or "") for _, e in rows)
     assert report(result.batch_id).done
 
