@@ -15,6 +15,7 @@ from app.cli_common import app, console, embedded, parse_config, require_schema
 from idbatch.domain import BatchKind
 from idbatch.providers import KNOWN_PROVIDERS, ConfigError
 from idbatch.settings import get_settings
+from idbatch.storage.base import StorageError
 
 __all__ = ["app", "cli_admin", "main"]  # cli_admin: imported to register its commands
 
@@ -105,9 +106,13 @@ def submit(
     except ConfigError as exc:
         console.print(f"[red]config refused:[/red] {exc}")
         raise typer.Exit(2) from exc
+    except StorageError as exc:  # a bucket or prefix that does not exist, no credentials ...
+        console.print(f"[red]cannot read {manifest}:[/red] {exc}")
+        raise typer.Exit(2) from exc
     console.print(
         f"batch {result.batch_id}: {result.rows} rows, {result.queued} queued, "
         f"{result.rejected} rejected at ingest"
+        + ("; the manifest has no data rows, the batch is finished" if result.rows == 0 else "")
     )
 
 

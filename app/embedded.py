@@ -19,7 +19,7 @@ import workers.tasks  # noqa: F401 - registers the tasks the in-process worker r
 from app.render import follow
 from db import session as db_session
 from db.migrate import upgrade
-from db.reports import status_counts
+from db.reports import ingest_state, status_counts
 from db.session import session_scope
 from dispatch import app as dispatch_app
 from idbatch import pii
@@ -57,11 +57,13 @@ def image_gateway(settings: Settings) -> Iterator[BackgroundServer]:
 
 
 def wait_for_batch(batch_id: int, console: Console, timeout_s: float | None = None) -> bool:
-    def poll() -> tuple[int, int, dict[str, int]]:
+    def poll() -> tuple[int, int, dict[str, int], bool]:
         with session_scope() as session:
             counts = status_counts(session, batch_id)
+            ingested, total_rows = ingest_state(session, batch_id)
         done = sum(n for s, n in counts.items() if JobStatus(s) in TERMINAL_STATUSES)
-        return done, sum(counts.values()), counts
+        jobs = sum(counts.values())
+        return done, jobs, counts, ingested and done == jobs == total_rows
 
     return follow(poll, console, timeout_s=timeout_s)
 

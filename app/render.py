@@ -13,7 +13,8 @@ from db.reports import Report
 
 
 def render_report(report: Report, console: Console) -> None:
-    console.rule(f"[bold]Batch {report.batch_id}[/bold] — {report.provider}, {report.kind}, {report.state}")
+    state = "finished" if report.state == "active" and report.done else report.state
+    console.rule(f"[bold]Batch {report.batch_id}[/bold] — {report.provider}, {report.kind}, {state}")
     console.print(f"source: {report.source}")
     table = Table(title="Jobs by status", show_footer=True)
     table.add_column("status", footer="total")
@@ -66,12 +67,17 @@ def render_report(report: Report, console: Console) -> None:
 
 
 def follow(
-    poll: Callable[[], tuple[int, int, dict[str, int]]],
+    poll: Callable[[], tuple[int, int, dict[str, int], bool]],
     console: Console,
     timeout_s: float | None = None,
     interval_s: float = 0.25,
 ) -> bool:
-    """Show a progress bar until every job is terminal; returns False on timeout."""
+    """Show a progress bar until ``poll`` says the batch is finished; False on timeout.
+
+    ``poll`` returns (terminal jobs, jobs, counts by status, finished); "finished" comes
+    from the batch (ingest complete, every row a terminal job), so an empty or
+    header-only manifest is finished at once instead of waiting for a total of 0.
+    """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with Progress(
         TextColumn("[bold]verifying"),
@@ -84,10 +90,10 @@ def follow(
     ) as progress:
         task = progress.add_task("batch", total=None, detail="")
         while True:
-            done, total, counts = poll()
+            done, total, counts, finished = poll()
             detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
             progress.update(task, completed=done, total=total or None, detail=detail)
-            if total and done >= total:
+            if finished:
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False

@@ -10,6 +10,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
@@ -72,11 +73,19 @@ def copy_insert(session: Session, values: list[dict[str, Any]]) -> list[int]:
     names = sorted({k for v in values for k in v} | set(defaults))
     fill = {name: defaults[name]() if name in defaults else None for name in names}
     pick = operator.itemgetter("id", *names)
+    import psycopg
+
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY job (id, {', '.join(names)}) FROM STDIN") as copy:
-        for job_id, row in zip(ids, values, strict=True):
-            # JobStatus is a StrEnum: psycopg dumps it as its value
-            copy.write_row(pick({**fill, **row, "id": job_id}))
+    statement = f"COPY job (id, {', '.join(names)}) FROM STDIN"
+    try:
+        with cursor.copy(statement) as copy:
+            for job_id, row in zip(ids, values, strict=True):
+                # JobStatus is a StrEnum: psycopg dumps it as its value
+                copy.write_row(pick({**fill, **row, "id": job_id}))
+    except psycopg.IntegrityError as exc:  # raw driver errors: give callers SQLAlchemy's
+        raise sa_exc.IntegrityError(statement, None, exc) from exc
+    except psycopg.DataError as exc:
+        raise sa_exc.DataError(statement, None, exc) from exc
     return ids
 
 

@@ -57,6 +57,7 @@ class Claim:
     claimed_name_enc: bytes | None = None
     claimed_id_enc: bytes | None = None
     row_number: int | None = None
+    line_number: int | None = None
     seq: int = 1  # this claim's number, never reused: attempt rows are numbered by it
 
 
@@ -132,6 +133,7 @@ def _claim_stmt() -> Update:
             Job.claimed_name_enc,
             Job.claimed_id_enc,
             Job.row_number,
+            Job.line_number,
             Job.claim_seq,
         )
     )
@@ -236,6 +238,7 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
         claimed_name_enc=row.claimed_name_enc,
         claimed_id_enc=row.claimed_id_enc,
         row_number=row.row_number,
+        line_number=row.line_number,
         seq=row.claim_seq,
     )
 

@@ -69,6 +69,12 @@ def status_counts(session: Session, batch_id: int) -> dict[str, int]:
     return {JobStatus(status).value: int(n) for status, n in rows}
 
 
+def ingest_state(session: Session, batch_id: int) -> tuple[bool, int]:
+    """(ingest complete, input rows counted so far) of a batch."""
+    row = session.execute(select(Batch.ingest_complete, Batch.total_rows).where(Batch.id == batch_id)).one()
+    return bool(row.ingest_complete), int(row.total_rows)
+
+
 def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit: int = 20) -> Report:
     batch = session.get_one(Batch, batch_id)
     counts = status_counts(session, batch_id)

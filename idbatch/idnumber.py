@@ -14,6 +14,9 @@ from stdnum.cn import ric
 
 from idbatch.domain import Warn, WarningCode, WarningSource
 
+# Second-generation cards (from 2004) were issued to the living: nobody born before 1900.
+EARLIEST_BIRTH_YEAR = 1900
+
 
 class IdNumberError(ValueError):
     """A claimed ID number that cannot be right; ``code`` is a WarningCode."""
@@ -34,9 +37,13 @@ def check(number: str) -> str:
     if len(compact) != 18 or not compact[:17].isdigit() or not (compact[17].isdigit() or compact[17] == "X"):
         raise IdNumberError(WarningCode.ID_FORMAT_INVALID, "must be 17 digits followed by a digit or X")
     try:
-        dt.date(int(compact[6:10]), int(compact[10:12]), int(compact[12:14]))  # = ric.get_birth_date
+        birth = dt.date(int(compact[6:10]), int(compact[10:12]), int(compact[12:14]))  # = ric.get_birth_date
     except ValueError as exc:
         raise IdNumberError(WarningCode.ID_BIRTHDATE_INVALID, "birth date digits are not a date") from exc
+    if birth > dt.datetime.now(dt.UTC).date():
+        raise IdNumberError(WarningCode.ID_BIRTHDATE_INVALID, "birth date is in the future")
+    if birth.year < EARLIEST_BIRTH_YEAR:
+        raise IdNumberError(WarningCode.ID_BIRTHDATE_INVALID, f"birth date is before {EARLIEST_BIRTH_YEAR}")
     if ric.calc_check_digit(compact) != compact[17]:
         raise IdNumberError(WarningCode.ID_CHECKSUM_INVALID, "check character does not match")
     if not _place_known(compact[:6], compact[6:10]):

@@ -78,7 +78,9 @@ class RowError:
     raw: dict[str, str] = field(default_factory=dict)
 
 
-def _decode_lines(stream: Iterable[bytes], encoding: str | None, seen: list[str]) -> Iterator[str]:
+def _decode_lines(
+    stream: Iterable[bytes], encoding: str | None, seen: list[str], lines: list[str] | None = None
+) -> Iterator[str]:
     first = True
     for raw in stream:
         if first:
@@ -86,10 +88,12 @@ def _decode_lines(stream: Iterable[bytes], encoding: str | None, seen: list[str]
             if raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
         if encoding is not None:
-            yield raw.decode(encoding, errors="replace")
-            continue
-        text, used = decode_line(raw)
-        seen.append(used)
+            text = raw.decode(encoding, errors="replace")
+        else:
+            text, used = decode_line(raw)
+            seen.append(used)
+        if lines is not None:
+            lines.append(text)  # the physical lines of the record being read
         yield text
 
 
@@ -130,7 +134,8 @@ def read_manifest(
 ) -> Iterator[ManifestRow | RowError]:
     """Yield one ManifestRow or RowError per data row, in order."""
     seen: list[str] = []
-    lines = _decode_lines(stream, encoding, seen)
+    record_lines: list[str] = []
+    lines = _decode_lines(stream, encoding, seen, record_lines)
     reader = csv.reader(lines, strict=True)
     try:
         header = next(reader)
@@ -146,6 +151,7 @@ def read_manifest(
     row_number = 0
     while True:
         seen.clear()
+        record_lines.clear()
         try:
             values = next(reader)
         except StopIteration:
@@ -156,6 +162,7 @@ def read_manifest(
                 row_number,
                 reader.line_num,
                 f"row {row_number} (line {reader.line_num}): malformed CSV: {exc}",
+                external_ref=_readable_ref(record_lines, index["external_ref"]),
             )
             continue
         row_number += 1
@@ -173,6 +180,19 @@ def read_manifest(
             "gb18030" if "gb18030" in seen else (encoding or "utf-8"),
             allowed_private_hosts or [],
         )
+
+
+def _readable_ref(lines: list[str], column: int) -> str | None:
+    """The external_ref of a row that is not valid CSV, if its start can still be read plainly."""
+    if not lines:
+        return None
+    parts = lines[0].split(",")
+    if len(parts) <= column:
+        return None
+    ref = parts[column].strip()
+    if ref.startswith('"') and ref.endswith('"') and len(ref) > 1:
+        ref = ref[1:-1]
+    return ref if ref and '"' not in ref and len(ref) <= fields.EXTERNAL_REF_MAX else None
 
 
 def _field_problem(get: dict[str, str]) -> tuple[str, str] | None:

@@ -258,7 +258,7 @@ def submit_s3(
     if is_manifest_url(url):
         items = manifest_items(storage, url, settings, encoding)
     else:
-        items = prefix_items(storage, url, settings, encoding)
+        items = _non_empty(prefix_items(storage, url, settings, encoding), url)
     return submit_items(
         items,
         source=url,
@@ -268,6 +268,16 @@ def submit_s3(
         enqueue=enqueue,
         job_values=object_job_values,
     )
+
+
+def _non_empty(items: Iterator[ManifestRow | RowError], url: str) -> Iterator[ManifestRow | RowError]:
+    """A prefix with no object is refused before any batch exists (S3 has no empty folders:
+    it is a typo or the wrong bucket, not an empty batch)."""
+    first = next(items, None)
+    if first is None:
+        raise ManifestError(f"{url}: no objects under this prefix")
+    yield first
+    yield from items
 
 
 def submit_target(target: str, **kwargs: Any) -> SubmitResult:

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from db.ingest import JobInserter, create_batch, default_inserter, finish_ingest
 from db.models import utcnow
 from db.session import session_scope
@@ -179,6 +181,29 @@ def storable_rows(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _bisecting(commit: Callable[[list[dict[str, Any]]], None], values: list[dict[str, Any]]) -> None:
+    """Commit a chunk; if the database refuses it, commit its halves, down to single rows.
+
+    ``storable_rows`` should leave nothing to refuse; this is the second line, so that one
+    row can never take a chunk down: the row the database still refuses becomes a
+    rejected job naming the error class (its content is not echoed: it may hold PII).
+    """
+    try:
+        commit(values)
+    except (DataError, IntegrityError) as exc:
+        if len(values) > 1:
+            middle = len(values) // 2
+            _bisecting(commit, values[:middle])
+            _bisecting(commit, values[middle:])
+            return
+        (row,) = values
+        if row["status"] != JobStatus.QUEUED:
+            raise  # even the rejected form is refused (a duplicate row number): a real fault
+        log.warning("the database refused a row", row=row["row_number"], error=type(exc.orig).__name__)
+        reason = f"row {row['row_number']}: the database refused the row ({type(exc.orig).__name__})"
+        commit([_rejected(row["batch_id"], row["row_number"], row.get("line_number"), None, reason)])
+
+
 _KEY_MAKERS: dict[str, _KeyMaker] = {}
 
 
@@ -296,8 +321,7 @@ def ingest_rows(
     make_values = job_values or _job_values
     counts = {"rows": 0, "queued": 0}
 
-    def write(values: list[dict[str, Any]]) -> None:
-        values = storable_rows(values)
+    def commit(values: list[dict[str, Any]]) -> None:
         with session_scope() as session:
             ids = (inserter or default_inserter(session))(session, values)
             to_send = [i for i, v in zip(ids, values, strict=True) if v["status"] == JobStatus.QUEUED]
@@ -305,6 +329,9 @@ def ingest_rows(
                 after_commit(session, publisher, to_send)
         counts["rows"] += len(values)
         counts["queued"] += len(to_send)
+
+    def write(values: list[dict[str, Any]]) -> None:
+        _bisecting(commit, storable_rows(values))
 
     with _ChunkWriter(write) as writer:
         for chunk in _chunks(items, chunk_size):

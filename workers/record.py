@@ -206,7 +206,10 @@ def finish_answer(
 
 def reason_at(claimed: Claim, reason: str) -> str:
     """Prefix a reason with the manifest row, as ingest reasons are."""
-    return reason if claimed.row_number is None else f"row {claimed.row_number}: {reason}"
+    if claimed.row_number is None:
+        return reason
+    line = f" (line {claimed.line_number})" if claimed.line_number else ""
+    return f"row {claimed.row_number}{line}, column {reason}"
 
 
 def finish_rejected(claimed: Claim, reason: str, rt: Runtime) -> Outcome:
