@@ -52,6 +52,9 @@ def submit(
     force: Annotated[
         bool, typer.Option(help="call the provider again even for cards already answered (a rerun)")
     ] = False,
+    resume: Annotated[
+        int | None, typer.Option(help="continue the interrupted ingest of this batch from the same input")
+    ] = None,
 ) -> None:
     """Create a batch from a manifest and enqueue its jobs.
 
@@ -63,6 +66,7 @@ def submit(
     """
     from producers.csv_manifest import ManifestError
     from producers.s3 import submit_target
+    from producers.submit import IngestInterrupted
 
     settings = get_settings()
     kind = BatchKind.RERUN if force else kind
@@ -86,6 +90,7 @@ def submit(
                         config=parse_config(config),
                         kind=kind,
                         encoding=encoding,
+                        resume=resume,
                     )
                     wait_for_batch(result.batch_id, console)
             with session_scope() as session:
@@ -99,12 +104,22 @@ def submit(
             config=parse_config(config),
             kind=kind,
             encoding=encoding,
+            resume=resume,
         )
     except ManifestError as exc:
         console.print(f"[red]manifest refused:[/red] {exc}")
         raise typer.Exit(2) from exc
     except ConfigError as exc:
         console.print(f"[red]config refused:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except IngestInterrupted as exc:
+        console.print(
+            f"[red]{exc}[/red]; the rows committed so far are kept. "
+            f"Continue with: idbatch submit {manifest} --resume {exc.batch_id}"
+        )
+        raise typer.Exit(1) from exc
+    except ValueError as exc:  # --resume of a batch that does not exist or is complete
+        console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     except StorageError as exc:  # a bucket or prefix that does not exist, no credentials ...
         console.print(f"[red]cannot read {manifest}:[/red] {exc}")

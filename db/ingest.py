@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from db.models import Batch, Job, utcnow
@@ -96,16 +96,17 @@ def default_inserter(session: Session) -> JobInserter:
     return insert_returning
 
 
-def finish_ingest(batch_id: int, rows: int) -> None:
+def finish_ingest(batch_id: int, rows: int, *, total: int | None = None) -> None:
     """Every row of the input is a job now: count them and mark the ingest complete.
 
-    A batch whose rows were all rejected at ingest (or that had none) is finished now.
+    ``rows`` are added to the batch's count (a standing events batch grows); a resumed
+    ingest sets the ``total`` it knows. A batch whose rows were all rejected at ingest
+    (or that had none) is finished now.
     """
+    count = Batch.total_rows + rows if total is None else total
     with session_scope() as session:
         session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id)
-            .values(total_rows=Batch.total_rows + rows, ingest_complete=True)
+            update(Batch).where(Batch.id == batch_id).values(total_rows=count, ingest_complete=True)
         )
     finish_batches(utcnow(), batch_id)
 
@@ -139,3 +140,17 @@ def recorded_keys(batch_id: int, keys: set[str]) -> set[str]:
                 select(Job.idempotency_key).where(Job.batch_id == batch_id, Job.idempotency_key.in_(keys))
             )
         )
+
+
+def resume_point(batch_id: int) -> tuple[str, dict[str, Any], int, int]:
+    """(provider, config, last row committed, jobs so far) of a batch whose ingest stopped."""
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            raise ValueError(f"batch {batch_id} does not exist")
+        if batch.ingest_complete:
+            raise ValueError(f"batch {batch_id} was ingested completely; nothing to resume")
+        last, jobs = session.execute(
+            select(func.coalesce(func.max(Job.row_number), 0), func.count()).where(Job.batch_id == batch_id)
+        ).one()
+        return batch.provider, dict(batch.provider_config or {}), int(last), int(jobs)

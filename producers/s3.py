@@ -250,6 +250,7 @@ def submit_s3(
     encoding: str | None = None,
     enqueue: bool = True,
     storage: Storage | None = None,
+    resume: int | None = None,
 ) -> SubmitResult:
     """Create a batch from an S3 manifest (``*.csv``) or an S3 prefix, and enqueue its jobs."""
     storage = storage or storage_for(url, settings)
@@ -267,6 +268,7 @@ def submit_s3(
         config=config,
         enqueue=enqueue,
         job_values=object_job_values,
+        resume=resume,
     )
 
 
