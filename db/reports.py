@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Attempt, Batch, Job, JobWarning, Result
 from idbatch.domain import TERMINAL_STATUSES, AttemptOutcome, JobStatus, WarningSource
-from idbatch.pii import mask_id, mask_name, vault
+from idbatch.pii import mask_birth, mask_id, mask_name, vault
 
 
 @dataclass
@@ -147,7 +147,9 @@ def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit
                 "name": name if reveal else mask_name(name),
                 "id_number": number if reveal else mask_id(number),
                 "sex": result.sex,
-                "birth": str(result.birth) if result.birth else None,
+                "birth": (str(result.birth) if reveal else mask_birth(result.birth))
+                if result.birth
+                else None,
                 "similarity": result.similarity,
             }
         )

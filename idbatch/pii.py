@@ -21,6 +21,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from idbatch.settings import get_settings
 
@@ -37,9 +39,11 @@ class Vault:
     """Encrypts and hashes PII under one key."""
 
     def __init__(self, key: bytes) -> None:
+        self._master = key
         self._fernet = Fernet(key)
         self._aead = AESGCM(hmac.new(key, b"idbatch-pii-aead-v1", hashlib.sha256).digest())
         self._hash_key = hashlib.sha256(b"idbatch-lookup-hash\x00" + key).digest()
+        self._sub_keys: dict[str, bytes] = {}
 
     def _seal(self, plain: bytes) -> bytes:
         # Random 96-bit nonces: collision odds stay below 2**-32 up to 2**32 values per key.
@@ -70,6 +74,23 @@ class Vault:
         loaded: dict[str, Any] = json.loads(self._open(bytes(token)))
         return loaded
 
+    def sub_key(self, purpose: str) -> bytes:
+        """A key for one purpose, derived from the PII key (HKDF-SHA256, RFC 5869).
+
+        Separate purposes get unrelated keys: one leaking reveals nothing of another.
+        """
+        return HKDF(algorithm=SHA256(), length=32, salt=None, info=b"idbatch:" + purpose.encode()).derive(
+            self._master
+        )
+
+    def keyed(self, purpose: str, digest_hex: str) -> str:
+        """HMAC-SHA256 of a content digest under the purpose's key: a stored key that the
+        database alone cannot recompute for a guessed name and ID number."""
+        key = self._sub_keys.get(purpose)
+        if key is None:
+            key = self._sub_keys[purpose] = self.sub_key(purpose)
+        return hmac.digest(key, digest_hex.encode(), "sha256").hex()
+
     def lookup_hash(self, value: str | None) -> str | None:
         if value is None:
             return None
@@ -83,12 +104,24 @@ def vault() -> Vault:
 
 
 def mask_id(number: str | None) -> str:
-    """``110101********123X``: region and last four, enough to reconcile by eye."""
+    """``110***********123X``: the first three and the last four characters, nothing more.
+
+    Enough to reconcile by eye; not enough to rebuild the number. The birth date (digits
+    7-14) is never shown, so a birth printed beside it cannot complete the number either,
+    and one masking is used by every output (reports, exports, logs).
+    """
     if not number:
         return ""
     if len(number) < 10:
         return "*" * len(number)
-    return number[:6] + "*" * (len(number) - 10) + number[-4:]
+    return number[:3] + "*" * (len(number) - 7) + number[-4:]
+
+
+def mask_birth(birth: object) -> str | None:
+    """Only the year of a birth date leaves unmasked output."""
+    if birth is None:
+        return None
+    return str(birth)[:4] + "-**-**"
 
 
 def mask_name(name: str | None) -> str:

@@ -39,11 +39,12 @@ from typing import Any
 
 from idbatch import images
 from idbatch.domain import BatchKind
+from idbatch.pii import vault
 from idbatch.settings import Settings
 from idbatch.storage import ObjectInfo, ObjectMissing, Storage, storage_for
 from idbatch.storage.s3 import parse_s3_url
 from producers.csv_manifest import ManifestError, ManifestRow, RowError, read_manifest
-from producers.submit import SubmitResult, _job_values, submit_items, submit_path
+from producers.submit import IDEMPOTENCY, SubmitResult, _job_values, submit_items, submit_path
 
 SIDECAR_NAME = "_manifest.csv"
 CONVENTION = re.compile(r"^(?P<ref>.+)-(?P<side>front|back)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
@@ -93,7 +94,7 @@ def object_job_values(
         material = json.dumps(
             [provider, config, *(o.identity for o in item.objects)], sort_keys=True, separators=(",", ":")
         )
-        values["idempotency_key"] = hashlib.sha256(material.encode()).hexdigest()
+        values["idempotency_key"] = vault().keyed(IDEMPOTENCY, hashlib.sha256(material.encode()).hexdigest())
     return values
 
 

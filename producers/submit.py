@@ -67,12 +67,17 @@ def idempotency_key(
 ) -> str:
     """What is being verified, by whom, how: equal keys mean the same billable question.
 
-    The digest is over ``json.dumps([provider, config, front, back, name, id],
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"))``. Keys are compared with
-    keys stored months ago, so that text must never change; ``_KeyMaker`` builds the
-    same bytes faster for bulk ingest and a test holds the two equal.
+    The key is ``HMAC(k, sha256(json.dumps([provider, config, front, back, name, id],
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"))))`` under a sub-key of the
+    PII key (``Vault.keyed``): a plain digest of a claimed name and ID number could be
+    brute-forced from the database alone. Keys are compared with keys stored months ago,
+    so that text must never change; ``_KeyMaker`` builds the same bytes faster for bulk
+    ingest and a test holds the two equal.
     """
     return _KeyMaker(provider, config)(front, back, claimed_name, claimed_id)
+
+
+IDEMPOTENCY = "idempotency-key"  # the sub-key's purpose; migration 0005 keyed older rows
 
 
 class _KeyMaker:
@@ -89,7 +94,7 @@ class _KeyMaker:
     def __call__(self, front: str, back: str | None, name: str | None, id_number: str | None) -> str:
         parts = (front, back, name, id_number)
         fields = ",".join("null" if f is None else encode_basestring(f) for f in parts)
-        return hashlib.sha256(f"{self._head}{fields}]".encode()).hexdigest()
+        return vault().keyed(IDEMPOTENCY, hashlib.sha256(f"{self._head}{fields}]".encode()).hexdigest())
 
 
 def _job_values(

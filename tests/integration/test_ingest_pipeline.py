@@ -21,6 +21,7 @@ from db.migrate import upgrade
 from db.models import Batch, Job
 from db.session import session_scope
 from idbatch.domain import BatchKind
+from idbatch.pii import vault
 from producers.csv_manifest import ManifestRow, RowError
 from producers.submit import _ChunkWriter, _KeyMaker, create_batch, idempotency_key, ingest_rows
 from tests.conftest import Env, fresh_database
@@ -30,7 +31,7 @@ def _reference_key(provider: str, config: dict[str, Any], *fields: str | None) -
     material = json.dumps(
         [provider, config, *fields], ensure_ascii=False, sort_keys=True, separators=(",", ":")
     )
-    return hashlib.sha256(material.encode()).hexdigest()
+    return vault().keyed("idempotency-key", hashlib.sha256(material.encode()).hexdigest())
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ directory, as a new user would.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -29,8 +30,17 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
 
 
 def test_wheel_runs_the_demo_from_an_empty_directory(tmp_path: Path) -> None:
+    # Build from a copy: setuptools leaves build/ in the tree it builds.
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "dist", ".*_cache", ".idbatch", "__pycache__"
+        ),
+    )
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], cwd=tmp_path)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)], cwd=tmp_path)
     (wheel,) = dist.glob("idbatch-*.whl")
 
     env_dir = tmp_path / "venv"

@@ -30,10 +30,10 @@ def test_lookup_hash_is_keyed() -> None:
 
 
 def test_masks() -> None:
-    assert mask_id(NUMBER) == "110105********6478"
+    assert mask_id(NUMBER) == "110***********6478"
     assert mask_name("欧阳娜娜") == "欧***"
     assert mask_address("北京市东城区景山前街4号") == "北京市东城区…"
-    assert scrub(f"card {NUMBER} refused") == "card 110105********6478 refused"
+    assert scrub(f"card {NUMBER} refused") == "card 110***********6478 refused"
 
 
 def test_images_are_replaced_by_digests_before_storage() -> None:
@@ -56,4 +56,4 @@ def test_logs_never_carry_id_numbers_or_pii_fields() -> None:
     event = json.loads(line)
     assert NUMBER not in line and "张三" not in line
     assert event["name"] == "<redacted>" and event["id_number"] == "<redacted>"
-    assert "110105********6478" in event["error"]
+    assert "110***********6478" in event["error"]
