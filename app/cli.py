@@ -78,7 +78,8 @@ def submit(
             from db.reports import build_report
             from db.session import session_scope
 
-            with image_gateway(settings) as gw:
+            folder = Path(manifest).resolve().parent if "://" not in manifest else settings.data_dir
+            with image_gateway(settings, folder) as gw:
                 from app.embedded import apply_env
 
                 settings = apply_env({"IDBATCH_GATEWAY_URL": gw.url})
@@ -262,8 +263,13 @@ def gateway(
 
     from idbatch.gateway import create_app
 
-    secret = get_settings().gateway_secret.get_secret_value().encode()
-    uvicorn.run(create_app(secret), host=host, port=port, log_level="warning", access_log=False)
+    settings = get_settings()
+    if not settings.image_roots:
+        console.print("[red]set IDBATCH_IMAGE_ROOTS[/red] (JSON list): the gateway serves only files there")
+        raise typer.Exit(2)
+    secret = settings.gateway_secret.get_secret_value().encode()
+    app_ = create_app(secret, settings.image_roots)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command()

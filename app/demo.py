@@ -102,7 +102,7 @@ def run_demo(
                 "IDBATCH_BACKOFF_CAP_S": "5",
             }
         )
-        with image_gateway(settings) as gateway:
+        with image_gateway(settings, run_dir) as gateway:
             settings = apply_env({"IDBATCH_GATEWAY_URL": gateway.url})
             console.print(
                 f"simulator {sim.url}   image gateway {gateway.url}   database {settings.database_url}"

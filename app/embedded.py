@@ -49,9 +49,10 @@ def current_app(settings: Settings) -> Celery:
 
 
 @contextmanager
-def image_gateway(settings: Settings) -> Iterator[BackgroundServer]:
-    """Serve local images to URL-only providers for the duration of the block."""
-    server = BackgroundServer(create_gateway(settings.gateway_secret.get_secret_value().encode()))
+def image_gateway(settings: Settings, *folders: Path) -> Iterator[BackgroundServer]:
+    """Serve local images under ``folders`` (and IDBATCH_IMAGE_ROOTS) for the block's duration."""
+    roots = [*folders, *settings.image_roots]
+    server = BackgroundServer(create_gateway(settings.gateway_secret.get_secret_value().encode(), roots))
     with server:
         yield server
 

@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from idbatch.gateway import create_app as create_gateway
 
     gateway_secret = "chaos-gateway-secret"  # noqa: S105 - local only
-    gateway = BackgroundServer(create_gateway(gateway_secret.encode())).start()
+    gateway = BackgroundServer(create_gateway(gateway_secret.encode(), [tmp])).start()
 
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("IDBATCH_")},

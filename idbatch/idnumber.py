@@ -40,12 +40,12 @@ def check(number: str) -> str:
         birth = dt.date(int(compact[6:10]), int(compact[10:12]), int(compact[12:14]))  # = ric.get_birth_date
     except ValueError as exc:
         raise IdNumberError(WarningCode.ID_BIRTHDATE_INVALID, "birth date digits are not a date") from exc
+    if ric.calc_check_digit(compact) != compact[17]:
+        raise IdNumberError(WarningCode.ID_CHECKSUM_INVALID, "check character does not match")
     if birth > dt.datetime.now(dt.UTC).date():
         raise IdNumberError(WarningCode.ID_BIRTHDATE_INVALID, "birth date is in the future")
     if birth.year < EARLIEST_BIRTH_YEAR:
         raise IdNumberError(WarningCode.ID_BIRTHDATE_INVALID, f"birth date is before {EARLIEST_BIRTH_YEAR}")
-    if ric.calc_check_digit(compact) != compact[17]:
-        raise IdNumberError(WarningCode.ID_CHECKSUM_INVALID, "check character does not match")
     if not _place_known(compact[:6], compact[6:10]):
         raise IdNumberError(WarningCode.ID_REGION_UNKNOWN, "address code unknown for the birth year")
     return compact

@@ -54,7 +54,9 @@ def classify_ref(ref: str) -> str:
         return "http"
     if scheme == "s3":
         return "s3"
-    if scheme in ("", "file") or (len(scheme) == 1 and ref[1:3] in (":\\", ":/")):
+    if scheme == "file":
+        raise ImageRefError("file:// references are not accepted: use a path relative to the manifest")
+    if scheme == "" or (len(scheme) == 1 and ref[1:3] in (":\\", ":/")):
         return "local"
     raise ImageRefError(f"unsupported scheme {scheme!r}: use a path, http(s):// or s3://")
 
@@ -102,10 +104,32 @@ def check_url(url: str, allowed_private_hosts: list[str], *, resolve: bool) -> N
                 raise ImageRefError(f"URL host {host!r} resolves to internal address {addr} (SSRF)")
 
 
-def resolve_local(ref: str, base_dir: Path | None) -> Path:
-    path = Path(ref[len("file://") :] if ref.startswith("file://") else ref)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+# One reason for every local reference that cannot be used, whatever the cause (missing,
+# not a regular file, unreadable, or outside the folders images may come from): a
+# submitter learns nothing about which files exist on the worker.
+UNREADABLE = "image not readable (missing, not a file, or outside the manifest's folder)"
+
+
+def local_ref_problem(ref: str) -> str | None:
+    """What is wrong with a local reference on its face (ingest: no disk access)."""
+    path = Path(ref)
+    if path.is_absolute() or (len(ref) > 2 and ref[1] == ":"):
+        return "absolute paths are not accepted: use a path relative to the manifest"
+    return None
+
+
+def resolve_local(ref: str, base_dir: Path | None, roots: tuple[Path, ...] = ()) -> Path:
+    """The file a relative reference names, if it stays inside the manifest's folder.
+
+    Resolved with symlinks followed, so ``../`` and a link pointing out are both caught;
+    ``roots`` are further folders an operator allows (``IDBATCH_IMAGE_ROOTS``).
+    """
+    if local_ref_problem(ref) is not None or base_dir is None:
+        raise ImageRefError(UNREADABLE)
+    path = (base_dir / ref).resolve()
+    allowed = (base_dir.resolve(), *(r.resolve() for r in roots))
+    if not any(path.is_relative_to(root) for root in allowed):
+        raise ImageRefError(UNREADABLE)
     return path
 
 
@@ -163,17 +187,14 @@ def inspect(data: bytes, max_bytes: int) -> ImageInfo:
 
 def read_local(path: Path, max_bytes: int) -> bytes:
     try:
+        if not path.is_file():
+            raise ImageRefError(UNREADABLE)
         size = path.stat().st_size
-    except FileNotFoundError as exc:
-        raise ImageRefError(f"file not found: {path.name}") from exc
-    except OSError as exc:
-        raise ImageRefError(f"file not readable: {path.name} ({exc.strerror})") from exc
-    if size > max_bytes:
-        raise ImageRefError(f"image is {size} bytes, over the {max_bytes}-byte limit")
-    try:
+        if size > max_bytes:
+            raise ImageRefError(f"image is {size} bytes, over the {max_bytes}-byte limit")
         return path.read_bytes()
     except OSError as exc:
-        raise ImageRefError(f"file not readable: {path.name} ({exc.strerror})") from exc
+        raise ImageRefError(UNREADABLE) from exc
 
 
 # --- image gateway: short-lived signed URLs for local files --------------------------
@@ -197,7 +218,8 @@ def verify_token(token: str, secret: bytes, now: float | None = None) -> Path:
     except ValueError as exc:
         raise ImageRefError("malformed token") from exc
     mac = hmac.new(secret, raw_path + b"\x00" + str(expires).encode(), hashlib.sha256).digest()
-    if not hmac.compare_digest(base64.urlsafe_b64encode(mac[:18]).decode(), sig):
+    # bytes, not str: compare_digest refuses non-ASCII text, and a token is attacker input
+    if not hmac.compare_digest(base64.urlsafe_b64encode(mac[:18]), sig.encode("utf-8", "replace")):
         raise ImageRefError("bad signature")
     if (now if now is not None else time.time()) > expires:
         raise ImageRefError("expired")

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     gateway_url_ttl_s: int = 300
 
     image_max_bytes: int = 10 * 1024 * 1024
+    # Local images must lie in the manifest's folder (symlinks resolved); these folders
+    # are allowed too. The image gateway serves only files under the manifest folders it
+    # is told about and these roots.
+    image_roots: list[Path] = Field(default_factory=list)
 
     # S3: credentials and region come from boto3's default chain (AWS_* env, profile,
     # instance role); only the endpoint is ours, for S3-compatible stores (MinIO).

@@ -247,8 +247,11 @@ def _validate(
                 return bad(column, "required, empty")
             continue
         try:
-            if images.classify_ref(value) == "http":
+            kind = images.classify_ref(value)
+            if kind == "http":
                 images.check_url(value, allowed, resolve=False)
+            elif kind == "local" and (why := images.local_ref_problem(value)) is not None:
+                return bad(column, why)
         except images.ImageRefError as exc:
             return bad(column, str(exc))
     name = get.get("name") or None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -122,6 +123,7 @@ def gateway(env: Env) -> Iterator[str]:
     from idbatch.gateway import create_app
 
     settings = env()
-    with BackgroundServer(create_app(settings.gateway_secret.get_secret_value().encode())) as server:
+    roots = [Path(tempfile.gettempdir())]  # every test's images live under tmp_path
+    with BackgroundServer(create_app(settings.gateway_secret.get_secret_value().encode(), roots)) as server:
         env(gateway_url=server.url)
         yield server.url

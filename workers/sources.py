@@ -29,7 +29,7 @@ def image_source(rt: Runtime, ref: str, manifest_source: str, provider: str = ""
         # left in such a batch must never make the worker open one of its own files.
         raise images.ImageRefError("local file path in a batch whose manifest is not a local file")
     base = Path(manifest_source).parent if manifest_source else None
-    path = images.resolve_local(ref, base)
+    path = images.resolve_local(ref, base, tuple(settings.image_roots))
     data = images.read_local(path, settings.image_max_bytes)
     images.inspect(data, settings.image_max_bytes)
     url = images.gateway_url(
