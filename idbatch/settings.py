@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     # `idbatch listen`: S3 event notifications from SQS (endpoint override for tests/local).
     sqs_endpoint_url: str | None = None
     events_queue_url: str = ""
+    # Buckets whose upload events `idbatch listen` trusts; empty: any (not for production).
+    events_buckets: list[str] = Field(default_factory=list)
     events_dlq_url: str = ""
     events_wait_s: int = Field(default=20, ge=0, le=20)
     events_visibility_s: int = Field(default=300, ge=1, le=43200)

@@ -71,14 +71,19 @@ class _Parsed:
     poison: str | None = None
 
 
-def parse_notification(body: str) -> list[ObjectInfo]:
-    """The objects created according to one SQS message body; raises PoisonMessage."""
+def parse_notification(body: str, buckets: frozenset[str] = frozenset()) -> list[ObjectInfo]:
+    """The objects created according to one SQS message body; raises PoisonMessage.
+
+    ``buckets``, when given, are the only buckets whose events are trusted: a message
+    naming another one is poison (anyone who can write to the queue could otherwise
+    make us read and present any bucket this process can reach).
+    """
     try:
         payload = json.loads(body)
     except ValueError as exc:
         raise PoisonMessage("message body is not JSON") from exc
     if isinstance(payload, dict) and payload.get("Type") == "Notification" and "Message" in payload:
-        return parse_notification(str(payload["Message"]))  # delivered through SNS
+        return parse_notification(str(payload["Message"]), buckets)  # delivered through SNS
     if not isinstance(payload, dict):
         raise PoisonMessage("message body is not a JSON object")
     if payload.get("Event") == "s3:TestEvent":
@@ -98,8 +103,10 @@ def parse_notification(body: str) -> list[ObjectInfo]:
             key = unquote_plus(obj["key"])  # event keys are URL-encoded, spaces as "+"
             size = int(obj.get("size", 0))
             etag = str(obj.get("eTag", "")).strip('"')
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
             raise PoisonMessage(f"malformed S3 record ({type(exc).__name__})") from exc
+        if buckets and bucket not in buckets:
+            raise PoisonMessage(f"event from bucket {bucket!r}, which this listener does not serve")
         objects.append(ObjectInfo(s3_url(bucket, key), key, size, etag))
     return objects
 
@@ -173,13 +180,19 @@ class EventListener:
         return stats
 
     def _parse(self, message: dict[str, Any]) -> _Parsed:
-        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        if receives > self.settings.events_max_receives:
-            return _Parsed(message, poison=f"received {receives} times without being recorded")
+        """One message, isolated: whatever is wrong with it poisons it alone, never the
+        listener or the valid messages received with it."""
         try:
-            return _Parsed(message, parse_notification(message.get("Body", "")))
+            receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            if receives > self.settings.events_max_receives:
+                return _Parsed(message, poison=f"received {receives} times without being recorded")
+            buckets = frozenset(self.settings.events_buckets)
+            return _Parsed(message, parse_notification(str(message.get("Body", "")), buckets))
         except PoisonMessage as exc:
             return _Parsed(message, poison=str(exc))
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError, RecursionError) as exc:
+            # 1e400 sizes, 100 000-deep nesting, wrong types: named by class, never echoed
+            return _Parsed(message, poison=f"unreadable message ({type(exc).__name__})")
 
     def _row(self) -> int:
         self._rows += 1
