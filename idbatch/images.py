@@ -61,11 +61,49 @@ def classify_ref(ref: str) -> str:
     raise ImageRefError(f"unsupported scheme {scheme!r}: use a path, http(s):// or s3://")
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_V4_COMPAT = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries: mapped, compatible, NAT64, 6to4, Teredo."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64 or ip in _NAT64_LOCAL or (ip in _V4_COMPAT and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _is_internal(addr: str) -> bool:
-    ip = ipaddress.ip_address(addr)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_v4(ip)
+        if embedded is not None:
+            ip = embedded
     return not ip.is_global or ip.is_multicast
+
+
+def _literal_address(host: str) -> str | None:
+    """The address a host names literally, read as the resolver would.
+
+    ``inet_aton`` accepts ``2130706433``, ``0177.0.0.1``, ``127.1`` and ``0x7f.1`` for
+    127.0.0.1; a check that only understands dotted quads lets them through.
+    """
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if host and all(c in "0123456789abcdefx." for c in host) and host[0].isdigit():
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def check_url(url: str, allowed_private_hosts: list[str], *, resolve: bool) -> None:
@@ -85,12 +123,9 @@ def check_url(url: str, allowed_private_hosts: list[str], *, resolve: bool) -> N
         return
     if host == "localhost" or host.endswith((".localhost", ".internal", ".local")):
         raise ImageRefError(f"URL host {host!r} is internal; refusing to hand it to a provider")
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
+    literal = _literal_address(host)
     if literal is not None:
-        if _is_internal(host):
+        if _is_internal(literal):
             raise ImageRefError(f"URL points inside the network ({host}); refusing (SSRF)")
         return
     if resolve:

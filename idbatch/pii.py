@@ -170,21 +170,44 @@ PII_KEYS = frozenset(
 IMAGE_KEYS = frozenset({"portrait", "Portrait", "photo", "IdCard", "ImageBase64", "image"})
 
 
+# Provider fields that carry a JSON document serialized into a string (Tencent OCR's
+# ``AdvancedInfo`` holds the card and portrait crops as base64): parsed and stripped too.
+JSON_STRING_KEYS = frozenset({"AdvancedInfo"})
+_BASE64_RE = re.compile(r"^[A-Za-z0-9+/=\s]{1024,}$")
+
+
+def _digest_of(value: str) -> str:
+    return f"<image sha256:{hashlib.sha256(value.encode()).hexdigest()[:16]} chars:{len(value)}>"
+
+
 def strip_images(payload: Any) -> Any:
-    """Replace base64 images in a provider response by their digest before storage.
+    """Replace images in a provider response by their digest before storage.
 
     We keep what is needed to reconcile (that a portrait came back, which one) but do
-    not hoard biometric data we have no use for.
+    not hoard biometric data we have no use for: named image fields, any long base64
+    string wherever it sits (a field a vendor adds later), and the images inside
+    JSON-in-a-string fields such as Tencent OCR's ``AdvancedInfo`` crops.
     """
     if isinstance(payload, dict):
         out: dict[str, Any] = {}
         for key, value in payload.items():
-            if key in IMAGE_KEYS and isinstance(value, str) and len(value) > 64:
-                digest = hashlib.sha256(value.encode()).hexdigest()[:16]
-                out[key] = f"<image sha256:{digest} chars:{len(value)}>"
+            if isinstance(value, str) and key in IMAGE_KEYS and len(value) > 64:
+                out[key] = _digest_of(value)
+            elif isinstance(value, str) and key in JSON_STRING_KEYS:
+                out[key] = _strip_json_string(value)
             else:
                 out[key] = strip_images(value)
         return out
     if isinstance(payload, list):
         return [strip_images(v) for v in payload]
+    if isinstance(payload, str) and len(payload) >= 1024 and _BASE64_RE.match(payload):
+        return _digest_of(payload)
     return payload
+
+
+def _strip_json_string(value: str) -> str:
+    try:
+        inner = json.loads(value)
+    except ValueError:
+        return _digest_of(value) if _BASE64_RE.match(value) else value
+    return json.dumps(strip_images(inner), ensure_ascii=False)
