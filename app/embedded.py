@@ -26,7 +26,7 @@ from idbatch import pii
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
 from idbatch.gateway import create_app as create_gateway
 from idbatch.servers import BackgroundServer
-from idbatch.settings import Settings, get_settings
+from idbatch.settings import Settings, get_settings, private_dir
 from workers import runtime as worker_runtime
 from workers.embedded import embedded_worker
 from workers.sweeper import sweeper_thread
@@ -85,6 +85,6 @@ def embedded_stack(settings: Settings, concurrency: int | None = None) -> Iterat
 
 
 def data_path(settings: Settings, *parts: str) -> Path:
-    path = settings.data_dir.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """A folder under the data dir, which is this user's only (demo cards, manifests)."""
+    private_dir(settings.data_dir)
+    return private_dir(settings.data_dir.joinpath(*parts))

@@ -7,6 +7,7 @@ write lock up front instead of failing with SQLITE_BUSY when it upgrades from a 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -31,7 +32,9 @@ def make_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # The embedded database holds PII tokens and reasons: this user's only.
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 60},

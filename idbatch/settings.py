@@ -28,6 +28,34 @@ PROVIDER_SECRETS: dict[str, tuple[str, ...]] = {
 }
 
 
+MIN_SECRET_BYTES = 32
+# Values published in this repository (tests, compose examples, benchmarks): never secret.
+KNOWN_DEFAULTS = frozenset(
+    {
+        DEV_PLACEHOLDER,
+        "k3Qk0m9o0nQyX1y4e5Vv2y4j4h2m0p3qZ9a8b7c6d5E=",
+        "compose-local-gateway-secret",
+        "chaos-gateway-secret",
+        "sim-acedata-token",
+        "sim-tencent-secret-id",
+        "sim-tencent-secret-key",
+        "sim-aliyun-appcode",
+    }
+)
+
+
+def _known_default(value: str) -> bool:
+    weak = value.lower() in {"changeme", "secret", "password"}
+    return value in KNOWN_DEFAULTS or value.startswith("replace-me") or weak
+
+
+def _valid_fernet_key(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value.encode())) == 32
+    except ValueError:
+        return False
+
+
 class AccountSpec(BaseModel):
     """One credential set of a provider (``IDBATCH_ACCOUNTS``); unset fields fall back to the
     provider's single-account settings (``IDBATCH_ACEDATA_TOKEN`` ...)."""
@@ -46,7 +74,10 @@ class AccountSpec(BaseModel):
 class Settings(BaseSettings):
     """Everything configurable about idbatch; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="IDBATCH_", env_file=None, extra="ignore")
+    # hide_input_in_errors: a refused setting names the variable, never echoes a secret.
+    model_config = SettingsConfigDict(
+        env_prefix="IDBATCH_", env_file=None, extra="ignore", hide_input_in_errors=True
+    )
 
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path(".idbatch")
@@ -165,13 +196,18 @@ class Settings(BaseSettings):
             placeholders = [
                 name
                 for name in ("gateway_secret", *PROVIDER_SECRETS.get(self.provider, ()))
-                if getattr(self, name).get_secret_value() == DEV_PLACEHOLDER
+                if _known_default(getattr(self, name).get_secret_value())
             ]
-            if self.pii_key is None:
+            if self.pii_key is None or _known_default(self.pii_key.get_secret_value()):
                 placeholders.append("pii_key")
             if placeholders:
                 names = ", ".join(f"IDBATCH_{n.upper()}" for n in placeholders)
                 raise ValueError(f"production refuses development placeholders: set {names}")
+            # Errors name the variable, never any part of its value.
+            if len(self.gateway_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"IDBATCH_GATEWAY_SECRET must be at least {MIN_SECRET_BYTES} random bytes")
+        if self.pii_key is not None and not _valid_fernet_key(self.pii_key.get_secret_value()):
+            raise ValueError("IDBATCH_PII_KEY must be 32 url-safe base64-encoded bytes (a Fernet key)")
         return self
 
     def pii_key_bytes(self) -> bytes:
@@ -180,7 +216,7 @@ class Settings(BaseSettings):
             return self.pii_key.get_secret_value().encode()
         path = self.data_dir / "pii.key"
         if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir)
             key = base64.urlsafe_b64encode(secrets.token_bytes(32))
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
@@ -192,3 +228,10 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
     return Settings()
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) readable by this user only: it holds PII and keys."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path

@@ -146,7 +146,15 @@ def read_manifest(
     columns = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
-        raise ManifestError(f"header lacks required column(s) {', '.join(missing)}; got {header!r}")
+        # The column names are echoed only if they look like names: a file without a header
+        # starts with a data row, and its fields (names, ID numbers) must not be printed.
+        known = all(h.strip().lower() in (*REQUIRED, *OPTIONAL, *ALIASES) for h in header)
+        got = (
+            f"; got {header!r}"
+            if known
+            else f" (the first row has {len(header)} fields; is the header missing?)"
+        )
+        raise ManifestError(f"header lacks required column(s) {', '.join(missing)}{got}")
     index = {name: columns.index(name) for name in (*REQUIRED, *OPTIONAL) if name in columns}
     row_number = 0
     while True:
