@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     # S3: credentials and region come from boto3's default chain (AWS_* env, profile,
     # instance role); only the endpoint is ours, for S3-compatible stores (MinIO).
     s3_endpoint_url: str | None = None
+    # Buckets ("bucket" or "bucket/prefix") that s3:// image refs and manifests may name.
+    # Unset: any bucket in development, none in production (idbatch.storage.s3_allowlist).
+    s3_allowed: list[str] = Field(default_factory=list)
     s3_presign_ttl_s: int = Field(default=300, ge=30, le=3600)
     # How S3 images reach each provider, {"provider": "url" | "inline"}; providers not
     # named use idbatch.storage.handoff.DEFAULT_HANDOFF.

@@ -33,6 +33,7 @@ from typing import BinaryIO
 
 from idbatch import fields, images
 from idbatch.idnumber import IdNumberError, check
+from idbatch.storage import s3_ref_allowed
 
 REQUIRED = ("external_ref", "front_image")
 OPTIONAL = ("back_image", "name", "id_number")
@@ -131,6 +132,7 @@ def read_manifest(
     *,
     encoding: str | None = None,
     allowed_private_hosts: list[str] | None = None,
+    s3_allowed: tuple[str, ...] | None = None,
 ) -> Iterator[ManifestRow | RowError]:
     """Yield one ManifestRow or RowError per data row, in order."""
     seen: list[str] = []
@@ -187,6 +189,7 @@ def read_manifest(
             reader.line_num,
             "gb18030" if "gb18030" in seen else (encoding or "utf-8"),
             allowed_private_hosts or [],
+            s3_allowed,
         )
 
 
@@ -222,6 +225,7 @@ def _validate(
     line: int,
     enc: str,
     allowed: list[str],
+    s3_allowed: tuple[str, ...] | None = None,
 ) -> ManifestRow | RowError:
     if len(values) != len(columns):
         ref = values[index["external_ref"]].strip() if len(values) > index["external_ref"] else None
@@ -260,6 +264,8 @@ def _validate(
                 images.check_url(value, allowed, resolve=False)
             elif kind == "local" and (why := images.local_ref_problem(value)) is not None:
                 return bad(column, why)
+            elif kind == "s3" and not s3_ref_allowed(value, s3_allowed):
+                return bad(column, "bucket not allowed (IDBATCH_S3_ALLOWED)")
         except images.ImageRefError as exc:
             return bad(column, str(exc))
     name = get.get("name") or None

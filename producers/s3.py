@@ -41,7 +41,7 @@ from idbatch import images
 from idbatch.domain import BatchKind
 from idbatch.pii import vault
 from idbatch.settings import Settings
-from idbatch.storage import ObjectInfo, ObjectMissing, Storage, storage_for
+from idbatch.storage import ObjectInfo, ObjectMissing, Storage, s3_allowlist, s3_ref_allowed, storage_for
 from idbatch.storage.s3 import parse_s3_url
 from producers.csv_manifest import ManifestError, ManifestRow, RowError, read_manifest
 from producers.submit import IDEMPOTENCY, SubmitResult, _job_values, submit_items, submit_path
@@ -129,7 +129,12 @@ def manifest_items(
     except ObjectMissing as exc:
         raise ManifestError(f"manifest {url} cannot be read: {exc}") from exc
     with stream:
-        rows = read_manifest(stream, encoding=encoding, allowed_private_hosts=settings.allowed_private_hosts)
+        rows = read_manifest(
+            stream,
+            encoding=encoding,
+            allowed_private_hosts=settings.allowed_private_hosts,
+            s3_allowed=s3_allowlist(settings),
+        )
         yield from resolve_refs(storage, url, rows)
 
 
@@ -254,6 +259,8 @@ def submit_s3(
     resume: int | None = None,
 ) -> SubmitResult:
     """Create a batch from an S3 manifest (``*.csv``) or an S3 prefix, and enqueue its jobs."""
+    if not s3_ref_allowed(url, s3_allowlist(settings)):
+        raise ManifestError(f"{url}: bucket not allowed (IDBATCH_S3_ALLOWED)")
     storage = storage or storage_for(url, settings)
     provider = provider or settings.provider
     config = config or {}

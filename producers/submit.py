@@ -40,6 +40,7 @@ from idbatch.logging import get_logger
 from idbatch.pii import scrub, vault
 from idbatch.providers import ConfigError, check_config
 from idbatch.settings import Settings, get_settings
+from idbatch.storage import s3_allowlist
 from producers.csv_manifest import ManifestError, ManifestRow, RowError, read_manifest
 
 # Rows per transaction and per fan-out message. 5000 instead of 1000 measured +12 % rows/s
@@ -361,7 +362,12 @@ def submit_manifest(
 ) -> SubmitResult:
     provider = provider or settings.provider
     config = config or {}
-    items = read_manifest(stream, encoding=encoding, allowed_private_hosts=settings.allowed_private_hosts)
+    items = read_manifest(
+        stream,
+        encoding=encoding,
+        allowed_private_hosts=settings.allowed_private_hosts,
+        s3_allowed=s3_allowlist(settings),
+    )
     return submit_items(
         items, source=source, kind=kind, provider=provider, config=config, enqueue=enqueue, resume=resume
     )

@@ -9,6 +9,24 @@ from idbatch.settings import Settings
 from idbatch.storage.base import ObjectInfo, ObjectMissing, Storage, StorageError, StorageUnavailable
 
 
+def s3_allowlist(settings: Settings) -> tuple[str, ...] | None:
+    """The buckets (``bucket`` or ``bucket/prefix``) s3:// refs may name; None: any.
+
+    Unset means any bucket in development and none in production: a manifest must not
+    make the workers read, and hand to a provider, a bucket it has no business in.
+    """
+    if settings.s3_allowed:
+        return tuple(settings.s3_allowed)
+    return () if settings.env == "production" else None
+
+
+def s3_ref_allowed(ref: str, allowed: tuple[str, ...] | None) -> bool:
+    if allowed is None:
+        return True
+    path = ref.removeprefix("s3://")
+    return any(path == entry or path.startswith(entry.rstrip("/") + "/") for entry in allowed)
+
+
 def storage_for(url: str, settings: Settings) -> Storage:
     if url.startswith("s3://"):
         from idbatch.storage.s3 import S3Storage, make_client
@@ -19,4 +37,13 @@ def storage_for(url: str, settings: Settings) -> Storage:
     return LocalStorage()
 
 
-__all__ = ["ObjectInfo", "ObjectMissing", "Storage", "StorageError", "StorageUnavailable", "storage_for"]
+__all__ = [
+    "ObjectInfo",
+    "ObjectMissing",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "s3_allowlist",
+    "s3_ref_allowed",
+    "storage_for",
+]

@@ -19,6 +19,7 @@ from typing import Literal
 from idbatch import images
 from idbatch.providers.base import ImageSource
 from idbatch.settings import Settings
+from idbatch.storage import s3_allowlist, s3_ref_allowed
 from idbatch.storage.base import ObjectMissing, StorageUnavailable
 from idbatch.storage.s3 import S3Storage, make_client
 
@@ -40,6 +41,8 @@ def handoff_for(settings: Settings, provider: str) -> Handoff:
 
 def s3_image_source(settings: Settings, ref: str, provider: str) -> ImageSource:
     """Check an s3:// image and hand it off as configured; raises ImageRefError or StorageUnavailable."""
+    if not s3_ref_allowed(ref, s3_allowlist(settings)):
+        raise images.ImageRefError("bucket not allowed (IDBATCH_S3_ALLOWED)")
     storage = S3Storage(make_client("s3", settings.s3_endpoint_url))
     try:
         data = storage.read(ref, settings.image_max_bytes)
