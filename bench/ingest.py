@@ -94,7 +94,9 @@ def naive_ingest(manifest: Path, limit: int) -> Any:
     one transaction, then one ``apply_async`` per row; no COPY, no overlap, no fan-out."""
     from itertools import islice
 
+    from db.ingest import insert_returning
     from db.session import session_scope
+    from dispatch.publish import publish_jobs
     from producers import submit
     from producers.csv_manifest import read_manifest
 
@@ -105,9 +107,9 @@ def naive_ingest(manifest: Path, limit: int) -> Any:
         for chunk in submit._chunks(items, 1000):
             values = [submit._job_values(batch_id, item, "acedata", {}) for item in chunk]
             with session_scope() as session:
-                ids = submit.insert_returning(session, values)
+                ids = insert_returning(session, values)
             to_send = [i for i, v in zip(ids, values, strict=True) if v["status"] == submit.JobStatus.QUEUED]
-            submit.publish_each(to_send)
+            publish_jobs(to_send)
             rows += len(values)
             queued += len(to_send)
     return submit.SubmitResult(batch_id, rows, queued, rows - queued)

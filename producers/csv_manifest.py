@@ -79,6 +79,34 @@ class RowError:
     raw: dict[str, str] = field(default_factory=dict)
 
 
+MAX_LINE_BYTES = 1024 * 1024  # a manifest line is ~200 bytes; a 200 MB "line" is an attack
+
+
+def _bounded_lines(stream: BinaryIO | Iterable[bytes], overlong: list[int]) -> Iterator[bytes]:
+    """The stream's lines, never holding more than MAX_LINE_BYTES of one line in memory.
+
+    An over-long line is read through and dropped; it is yielded as an empty line and its
+    position noted in ``overlong`` so that the reader can reject that row with the reason.
+    """
+    readline = getattr(stream, "readline", None)
+    if readline is None:
+        yield from stream  # an iterable of lines made elsewhere: already split
+        return
+    number = 0
+    while True:
+        raw: bytes = readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            overlong.append(number)
+            yield b"\n"
+            continue
+        yield raw
+
+
 def _decode_lines(
     stream: Iterable[bytes], encoding: str | None, seen: list[str], lines: list[str] | None = None
 ) -> Iterator[str]:
@@ -137,7 +165,8 @@ def read_manifest(
     """Yield one ManifestRow or RowError per data row, in order."""
     seen: list[str] = []
     record_lines: list[str] = []
-    lines = _decode_lines(stream, encoding, seen, record_lines)
+    overlong: list[int] = []
+    lines = _decode_lines(_bounded_lines(stream, overlong), encoding, seen, record_lines)
     reader = csv.reader(lines, strict=True)
     try:
         header = next(reader)
@@ -176,6 +205,10 @@ def read_manifest(
             )
             continue
         row_number += 1
+        if overlong and overlong[-1] == reader.line_num:
+            where = f"row {row_number} (line {reader.line_num})"
+            yield RowError(row_number, reader.line_num, f"{where}: line longer than {MAX_LINE_BYTES} bytes")
+            continue
         if not values or all(not v.strip() for v in values):
             yield RowError(
                 row_number, reader.line_num, f"row {row_number} (line {reader.line_num}): empty row"

@@ -44,7 +44,8 @@ from idbatch.settings import Settings
 from idbatch.storage import ObjectInfo, ObjectMissing, Storage, s3_allowlist, s3_ref_allowed, storage_for
 from idbatch.storage.s3 import parse_s3_url
 from producers.csv_manifest import ManifestError, ManifestRow, RowError, read_manifest
-from producers.submit import IDEMPOTENCY, SubmitResult, _job_values, submit_items, submit_path
+from producers.keys import IDEMPOTENCY
+from producers.submit import SubmitResult, _job_values, submit_items, submit_path
 
 SIDECAR_NAME = "_manifest.csv"
 CONVENTION = re.compile(r"^(?P<ref>.+)-(?P<side>front|back)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import threading
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -90,7 +91,17 @@ def prepare(data: bytes, limits: ImageLimits) -> Prepared:
     return _shrink(data, limits, width, height, size)
 
 
+# Decoding is the one step whose memory grows with the image (40 MP RGB is 120 MB): at
+# most this many at once per process, however many worker threads ask.
+_DECODES = threading.BoundedSemaphore(2)
+
+
 def _shrink(data: bytes, limits: ImageLimits, width: int, height: int, size: int) -> Prepared:
+    with _DECODES:
+        return _shrink_decoded(data, limits, width, height, size)
+
+
+def _shrink_decoded(data: bytes, limits: ImageLimits, width: int, height: int, size: int) -> Prepared:
     with Image.open(io.BytesIO(data)) as im:
         im.load()
         comment = im.info.get("comment")

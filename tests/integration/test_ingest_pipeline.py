@@ -23,7 +23,8 @@ from db.session import session_scope
 from idbatch.domain import BatchKind
 from idbatch.pii import vault
 from producers.csv_manifest import ManifestRow, RowError
-from producers.submit import _ChunkWriter, _KeyMaker, create_batch, idempotency_key, ingest_rows
+from producers.keys import _KeyMaker, idempotency_key
+from producers.submit import _ChunkWriter, create_batch, ingest_rows
 from tests.conftest import Env, fresh_database
 
 

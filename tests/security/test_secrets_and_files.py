@@ -67,3 +67,22 @@ def test_a_headerless_manifest_is_refused_without_printing_its_first_row() -> No
     with pytest.raises(ManifestError) as refused:
         list(read_manifest(io.BytesIO(first_row.encode())))
     assert "张三" not in str(refused.value) and "310104199003071790" not in str(refused.value)
+
+
+def test_a_200_mb_line_is_never_held_whole() -> None:
+    import tracemalloc
+
+    from producers.csv_manifest import MAX_LINE_BYTES, RowError
+
+    data = io.BytesIO(
+        b"external_ref,front_image\nA,a.jpg\nB," + b"x" * (64 * MAX_LINE_BYTES) + b"\nC,c.jpg\n"
+    )
+    tracemalloc.start()
+    try:
+        rows = list(read_manifest(data))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [r.row_number for r in rows] == [1, 2, 3]
+    assert isinstance(rows[1], RowError) and "longer than" in rows[1].reason
+    assert peak < 8 * MAX_LINE_BYTES  # bounded by the line limit, not the line
