@@ -159,15 +159,21 @@ def status(
 def report(
     batch: Annotated[int, typer.Argument(help="batch id")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-    reveal: Annotated[bool, typer.Option(help="show unmasked PII (audited use only)")] = False,
+    reveal: Annotated[
+        bool,
+        typer.Option(help="show unmasked PII; writes an audit row (actor: IDBATCH_ACTOR or the OS user)"),
+    ] = False,
 ) -> None:
     """Reconciliation report: counts by status, warnings, checks, rejected rows."""
     from app.render import render_report
+    from db.audit import record_reveal
     from db.reports import build_report
     from db.session import session_scope
 
     with session_scope() as session:
         rep = build_report(session, batch, reveal=reveal)
+        if reveal:
+            record_reveal(session, "report --reveal", batch)  # committed before anything is shown
     if as_json:
         sys.stdout.write(json.dumps(rep.as_dict(), ensure_ascii=False, default=str) + "\n")
     else:

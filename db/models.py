@@ -208,6 +208,19 @@ class Result(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
 
 
+class AuditEvent(Base):
+    """Who looked at unmasked PII, when, and what: one row per ``--reveal``, kept for review."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
 class SideAnswer(Base):
     """One side of a two-sided card, answered and paid for before the other side failed.
 
@@ -261,6 +274,7 @@ class ProviderAccount(Base):
 
 __all__ = [
     "Attempt",
+    "AuditEvent",
     "Base",
     "Batch",
     "Job",

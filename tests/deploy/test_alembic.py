@@ -58,13 +58,13 @@ def test_idbatch_db_commands(env: Env, tmp_path: Path) -> None:
     env(database_url=f"sqlite:///{tmp_path / 'c.db'}")
     runner = CliRunner()
     history = runner.invoke(app, ["db", "history"])
-    assert history.exit_code == 0 and "0001" in history.output and "0005" in history.output
+    assert history.exit_code == 0 and "0001" in history.output and "0006" in history.output
     assert "(empty)" in runner.invoke(app, ["db", "current"]).output
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
     current = runner.invoke(app, ["db", "current"]).output
-    assert "current: 0005" in current and "head: 0005" in current
+    assert "current: 0006" in current and "head: 0006" in current
     assert runner.invoke(app, ["db", "downgrade"]).exit_code == 0  # one step back
-    assert "current: 0004" in runner.invoke(app, ["db", "current"]).output
+    assert "current: 0005" in runner.invoke(app, ["db", "current"]).output
 
 
 def test_production_submit_refuses_a_stale_schema_instead_of_migrating(env: Env, tmp_path: Path) -> None:
