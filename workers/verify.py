@@ -106,6 +106,9 @@ def _process_claimed(
     if prepared is not None:
         return prepared
 
+    # sides paid for by an earlier attempt (read before taking a rate slot: a slot is timed)
+    answered = durably(lambda: record.paid_sides(claimed), "sides") if back is not None else {}
+
     # call: on one of the provider's accounts, behind its circuit breaker and shared rate
     # limit (may sleep briefly for the token)
     adapters = rt.accounts(claimed.provider)
@@ -117,7 +120,6 @@ def _process_claimed(
     if len(adapters) > 1:
         # Another account can take the job at once if this one turns out to be blocked.
         policy = replace(policy, blocked_pause_s=1.0)
-    answered = durably(lambda: record.paid_sides(claimed), "sides") if back is not None else {}
     request = VerifyRequest(
         job_id=claimed.job_id, front=front, back=back, config=claimed.config, answered=answered
     )
