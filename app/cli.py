@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from app import cli_admin
-from app.cli_common import app, console, embedded, parse_config, require_schema
+from app.cli_common import app, console, embedded, parse_config, require_batch, require_schema
 from idbatch.domain import BatchKind
 from idbatch.providers import KNOWN_PROVIDERS, ConfigError
 from idbatch.settings import get_settings
@@ -141,6 +141,7 @@ def status(
     from db.reports import status_counts
     from db.session import session_scope
 
+    require_batch(batch)
     if watch:
         from app.embedded import wait_for_batch
 
@@ -170,6 +171,7 @@ def report(
     from db.reports import build_report
     from db.session import session_scope
 
+    require_batch(batch)
     with session_scope() as session:
         rep = build_report(session, batch, reveal=reveal)
         if reveal:

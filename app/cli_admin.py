@@ -31,7 +31,11 @@ def accounts_resume(
     """Close an open circuit: workers call the account again within a few seconds."""
     from db.accounts import resume
     from db.session import session_scope
+    from idbatch.providers import KNOWN_PROVIDERS
 
+    if provider not in KNOWN_PROVIDERS:
+        console.print(f"[red]unknown provider {provider!r}[/red]; one of {', '.join(KNOWN_PROVIDERS)}")
+        raise typer.Exit(2)
     with session_scope() as session:
         n = resume(session, provider, account)
     console.print(f"resumed {n} account(s) of {provider}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,10 +23,34 @@ app.add_typer(accounts_app, name="accounts")
 console = Console()
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"idbatch {version('idbatch')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
     settings = get_settings()
     configure(settings.log_level, settings.log_json)
+
+
+def require_batch(batch_id: int) -> None:
+    """Exit 2 with one line when the batch does not exist (never a traceback)."""
+    from db.models import Batch
+    from db.session import session_scope
+
+    with session_scope() as session:
+        found = session.get(Batch, batch_id) is not None
+    if not found:
+        console.print(f"[red]batch {batch_id} does not exist[/red]")
+        raise typer.Exit(2)
 
 
 def parse_config(config: str | None) -> dict[str, Any]:
@@ -71,4 +95,3 @@ def control(fn: Any, *args: Any) -> None:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     console.print_json(json.dumps(as_dict(result)))
-

@@ -1,0 +1,33 @@
+"""The CLI answers a missing batch or a wrong name with one line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+from db.migrate import upgrade
+from tests.conftest import Env
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status", "999"], ["status", "999", "--watch"], ["report", "999"], ["report", "999", "--json"]],
+)
+def test_a_missing_batch_is_exit_2_in_one_line(env: Env, args: list[str]) -> None:
+    upgrade(env().database_url)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.strip() == "batch 999 does not exist"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_unknown_provider_is_exit_2(env: Env) -> None:
+    upgrade(env().database_url)
+    result = CliRunner().invoke(app, ["accounts", "resume", "nosuchprovider"])
+    assert result.exit_code == 2 and "unknown provider" in result.output
+
+
+def test_version(env: Env) -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("idbatch ")
