@@ -36,7 +36,7 @@ def prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
     try:
         with session_scope() as session:
             if claimed.seq > 1:  # an earlier claim may have stored the answer
-                stored = stored_outcome(session, claimed, owner)
+                stored = stored_outcome(session, claimed, owner, key)
                 if stored is not None:
                     return stored
             source = _reusable(session, claimed, key, rt)

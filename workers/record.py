@@ -48,14 +48,25 @@ def status_of(verdict: Verdict) -> JobStatus:
     return JobStatus.PASSED if verdict == Verdict.PASSED else JobStatus.NEGATIVE
 
 
-def stored_outcome(session: Session, claimed: Claim, owner: str) -> Outcome | None:
-    """If this job's answer is already stored (earlier worker, ambiguous commit), finish from it."""
+def stored_outcome(session: Session, claimed: Claim, owner: str, key: str | None = None) -> Outcome | None:
+    """If this job's answer is already stored (earlier worker, ambiguous commit), finish from it.
+
+    ``key``: the content key, given back (the claim cleared it), so that this paid answer
+    stays reusable by later copies of the card.
+    """
     verdict = jobs.stored_verdict(session, claimed.job_id)
     if verdict is None:
         return None
     status = status_of(verdict)
+    extra = {} if key is None else {"content_key": key}
     jobs.release(
-        session, claimed, owner, status=status, finished_at=utcnow(), attempt_count=claimed.attempt - 1
+        session,
+        claimed,
+        owner,
+        status=status,
+        finished_at=utcnow(),
+        attempt_count=claimed.attempt - 1,
+        **extra,
     )
     return Outcome(status)
 

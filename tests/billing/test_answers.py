@@ -132,3 +132,23 @@ def test_finished_at_is_written_once_every_job_is_terminal(stack: Stack) -> None
     sweep(stack.settings, lambda ids: None, queue_depth=lambda: 0)
     with session_scope() as session:
         assert session.get_one(Batch, batch).finished_at is not None
+
+
+def test_an_answer_found_stored_on_a_reclaim_stays_reusable(stack: Stack) -> None:
+    """A finishing commit that looked lost: the job is claimed again and finds its answer.
+
+    The claim clears the content key; finishing from the stored answer must give it
+    back, or a later copy of the card would pay again.
+    """
+    first = stack.submit()
+    stack.run_open(first)
+    job = next(j for j in stack.jobs(first) if j.status == JobStatus.PASSED)
+    with session_scope() as session:  # as if the worker never saw its commit land
+        session.execute(update(Job).where(Job.id == job.id).values(status=JobStatus.QUEUED, finished_at=None))
+    process_job(job.id, runtime())
+    (again,) = [j for j in stack.jobs(first) if j.id == job.id]
+    assert again.status == JobStatus.PASSED and again.content_key == job.content_key
+    billed = stack.stats()["billable"]
+    second = stack.submit()
+    stack.run_open(second)
+    assert stack.stats()["billable"] == billed  # every card reused, this one included
