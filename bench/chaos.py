@@ -273,7 +273,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def terminal(batch_id: int) -> int:
         return sum(n for s, n in counts(batch_id).items() if s in TERMINAL)
 
-    kills = redis_restarts = postgres_restarts = 0
+    kills = redis_restarts = postgres_restarts = unplanned_exits = 0
+
+    def supervise() -> int:
+        """Restart a worker that exited on its own, as its supervisor (compose's restart
+        policy, systemd) would; returns how many, since each one is a finding. Seen:
+        kombu's Redis transport raising AttributeError while reconnecting after the
+        Redis restart, which Celery treats as unrecoverable."""
+        restarted = 0
+        for i, proc in enumerate(workers):
+            if proc.poll() is not None:
+                restarted += 1
+                workers[i] = spawn(
+                    f"worker{i}", "worker", f"--concurrency={args.concurrency}", "--loglevel=WARNING"
+                )
+        return restarted
+
     rng = random.Random(args.seed)
     started = time.monotonic()
     try:
@@ -289,6 +304,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if done >= args.jobs:
                 break
             progress = done / args.jobs
+            unplanned_exits += supervise()
             if kill_at and progress >= kill_at[0]:
                 kill_at.pop(0)
                 i = rng.randrange(len(workers))
@@ -322,7 +338,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # The same manifest again: every card reuses its paid answer.
         batch2 = submit_path(manifest, settings=settings, provider=args.provider).batch_id
-        wait_until(lambda: terminal(batch2) >= args.jobs, args.timeout)
+        exits_after = [0]
+
+        def resubmit_done() -> bool:
+            exits_after[0] += supervise()
+            return terminal(batch2) >= args.jobs
+
+        wait_until(resubmit_done, args.timeout)
+        unplanned_exits += exits_after[0]
         sim_after = sim_totals(state)
         resubmit_billable = int(sim_after.get("billable", 0)) - billable_sim
         # The simulator knows which card each billed answer was for: a card billed again
@@ -378,6 +401,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "duplicate_billable_calls": duplicate_billable,
             "duplicate_billable_calls_recorded": int(answered_twice),
             "kills": kills,
+            "unplanned_worker_exits": unplanned_exits,
             "workers": args.workers,
             "worker_concurrency": args.concurrency,
             "duplicate_billable_bound": kills * args.concurrency,
