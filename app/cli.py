@@ -64,13 +64,26 @@ def submit(
     With the in-memory broker (embedded mode) the batch is processed in this process
     and the report printed; otherwise the jobs go to the broker for ``idbatch worker``.
     """
+    from idbatch.settings import Settings
     from producers.csv_manifest import ManifestError
     from producers.s3 import submit_target
-    from producers.submit import IngestInterrupted
+    from producers.submit import IngestInterrupted, SubmitResult
 
     settings = get_settings()
     kind = BatchKind.RERUN if force else kind
     embedded = settings.broker_url.startswith("memory://")
+
+    def run(settings: Settings) -> SubmitResult:
+        return submit_target(
+            manifest,
+            settings=settings,
+            provider=provider,
+            config=parse_config(config),
+            kind=kind,
+            encoding=encoding,
+            resume=resume,
+        )
+
     try:
         if embedded:
             from app.embedded import embedded_stack, image_gateway, wait_for_batch
@@ -84,29 +97,13 @@ def submit(
 
                 settings = apply_env({"IDBATCH_GATEWAY_URL": gw.url})
                 with embedded_stack(settings):
-                    result = submit_target(
-                        manifest,
-                        settings=settings,
-                        provider=provider,
-                        config=parse_config(config),
-                        kind=kind,
-                        encoding=encoding,
-                        resume=resume,
-                    )
+                    result = run(settings)
                     wait_for_batch(result.batch_id, console)
             with session_scope() as session:
                 render_report(build_report(session, result.batch_id), console)
             return
         require_schema(settings.database_url)
-        result = submit_target(
-            manifest,
-            settings=settings,
-            provider=provider,
-            config=parse_config(config),
-            kind=kind,
-            encoding=encoding,
-            resume=resume,
-        )
+        result = run(settings)
     except ManifestError as exc:
         console.print(f"[red]manifest refused:[/red] {exc}")
         raise typer.Exit(2) from exc
