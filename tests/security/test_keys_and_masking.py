@@ -14,7 +14,8 @@ from db.models import Job
 from db.reports import build_report
 from db.session import session_scope
 from idbatch.pii import mask_id, vault
-from producers.submit import idempotency_key, submit_manifest
+from producers.keys import idempotency_key
+from producers.submit import submit_manifest
 from tests.conftest import Env
 
 NUMBER = "310104199003071790"  # synthetic (simulator.cards.make_id_number)
