@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli_common import accounts_app, app, console, control, db_app, publisher
+from app.cli_common import accounts_app, app, console, control, db_app, keys_app, publisher
 from idbatch.settings import get_settings
 
 
@@ -119,3 +119,20 @@ def db_history() -> None:
     for line in history():
         console.print(line)
 
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored token under IDBATCH_PII_KEY and re-key the hashes.
+
+    List the previous key in IDBATCH_PII_OLD_KEYS first; safe to run beside live workers
+    and to run again. Drop the old key once this reports 0 rows (docs/security.md).
+    """
+    from db.keys import rotate_pii_keys
+    from idbatch.pii import Vault, vault
+
+    settings = get_settings()
+    old = [Vault(k.get_secret_value().encode()) for k in settings.pii_old_keys]
+    stats = rotate_pii_keys(vault(), old)
+    console.print_json(
+        json.dumps({"jobs": stats.jobs, "results": stats.results, "side_answers": stats.side_answers})
+    )

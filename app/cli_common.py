@@ -20,6 +20,8 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 accounts_app = typer.Typer(help="Provider accounts: circuit state, resume after a block.")
 app.add_typer(accounts_app, name="accounts")
+keys_app = typer.Typer(help="PII keys: rotation.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 
 

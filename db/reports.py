@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Attempt, Batch, Job, JobWarning, Result
 from idbatch.domain import TERMINAL_STATUSES, AttemptOutcome, JobStatus, WarningSource
-from idbatch.pii import mask_birth, mask_id, mask_name, vault
+from idbatch.pii import AD_ID_NUMBER, AD_NAME, mask_birth, mask_id, mask_name, vault
 
 
 @dataclass
@@ -138,7 +138,7 @@ def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit
         .order_by(Job.row_number)
         .limit(min(limit, 5))
     ).all():
-        name, number = v.decrypt(result.name_enc), v.decrypt(result.id_number_enc)
+        name, number = v.decrypt(result.name_enc, AD_NAME), v.decrypt(result.id_number_enc, AD_ID_NUMBER)
         samples.append(
             {
                 "row": job.row_number,

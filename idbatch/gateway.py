@@ -52,4 +52,3 @@ def create_app(secret: bytes, roots: list[Path] | tuple[Path, ...]) -> Starlette
         return Response(data, media_type="application/octet-stream")
 
     return Starlette(routes=[Route("/i/{token}", serve)])
-

@@ -32,46 +32,118 @@ ID_NUMBER_RE = re.compile(
 )
 
 
-AEAD_V1 = b"\x01"
+AEAD_V1 = b"\x01"  # 0x01 | nonce | ciphertext: one key, no key id (still read)
+AEAD_V2 = b"\x02"  # 0x02 | 4-byte key id | nonce | ciphertext, bound to associated data
+
+
+def key_id(master: bytes) -> bytes:
+    """4 bytes naming a master key in its tokens (derived: they reveal nothing of it)."""
+    return HKDF(algorithm=SHA256(), length=4, salt=None, info=b"idbatch:key-id").derive(master)
+
+
+def associated_data(table: str, column: str) -> bytes:
+    """What a token is bound to: a token copied into another column will not open.
+
+    Not the row: a reused answer is a copy of another job's result row, by design.
+    """
+    return f"{table}.{column}".encode()
+
+
+# The purpose of the idempotency-key sub-key (producers.keys; db.keys re-keys on rotation).
+IDEMPOTENCY_PURPOSE = "idempotency-key"
+
+# Every stored token's binding (table.column): a token moved to another column won't open.
+AD_CLAIMED_NAME = associated_data("job", "claimed_name_enc")
+AD_CLAIMED_ID = associated_data("job", "claimed_id_enc")
+AD_NAME = associated_data("result", "name_enc")
+AD_ADDRESS = associated_data("result", "address_enc")
+AD_ID_NUMBER = associated_data("result", "id_number_enc")
+AD_RAW = associated_data("result", "raw_enc")
+AD_SIDE = associated_data("side_answer", "payload_enc")
+
+
+class _Key:
+    def __init__(self, master: bytes) -> None:
+        self.master = master
+        self.id = key_id(master)
+        self.fernet = Fernet(master)
+        self.v1 = AESGCM(hmac.new(master, b"idbatch-pii-aead-v1", hashlib.sha256).digest())
+        self.v2 = AESGCM(
+            HKDF(algorithm=SHA256(), length=32, salt=None, info=b"idbatch:aead-v2").derive(master)
+        )
 
 
 class Vault:
-    """Encrypts and hashes PII under one key."""
+    """Encrypts and hashes PII under a key ring: the current key writes, old keys still read.
 
-    def __init__(self, key: bytes) -> None:
+    Tokens name their key (``AEAD_V2``), so rotating is: make the new key current, list
+    the old one in ``IDBATCH_PII_OLD_KEYS``, run ``idbatch keys rotate`` (``db.keys``),
+    then drop the old key. Associated data is optional, so callers that give none keep
+    working; where given at encryption it must be given again to decrypt. Look-up hashes
+    and idempotency keys use keys derived from the current key (rotation re-keys them).
+    """
+
+    def __init__(self, key: bytes, old_keys: list[bytes] | tuple[bytes, ...] = ()) -> None:
+        self._current = _Key(key)
+        self._ring = {k.id: k for k in (_Key(old) for old in old_keys)}
+        self._ring[self._current.id] = self._current
         self._master = key
-        self._fernet = Fernet(key)
-        self._aead = AESGCM(hmac.new(key, b"idbatch-pii-aead-v1", hashlib.sha256).digest())
         self._hash_key = hashlib.sha256(b"idbatch-lookup-hash\x00" + key).digest()
         self._sub_keys: dict[str, bytes] = {}
 
-    def _seal(self, plain: bytes) -> bytes:
+    @property
+    def current_key_id(self) -> bytes:
+        return self._current.id
+
+    @staticmethod
+    def token_key_id(token: bytes) -> bytes | None:
+        """The key id of a v2 token; None for the older formats (to be re-encrypted)."""
+        token = bytes(token)
+        return token[1:5] if token[:1] == AEAD_V2 else None
+
+    def _seal(self, plain: bytes, ad: bytes | None) -> bytes:
         # Random 96-bit nonces: collision odds stay below 2**-32 up to 2**32 values per key.
         nonce = os.urandom(12)
-        return AEAD_V1 + nonce + self._aead.encrypt(nonce, plain, None)
+        head = AEAD_V2 + self._current.id
+        return head + nonce + self._current.v2.encrypt(nonce, plain, head + (ad or b""))
 
-    def _open(self, token: bytes) -> bytes:
-        if token[:1] == AEAD_V1:
-            return self._aead.decrypt(token[1:13], token[13:], None)
-        return self._fernet.decrypt(token)  # written before AEAD_V1
+    def _open(self, token: bytes, ad: bytes | None) -> bytes:
+        if token[:1] == AEAD_V2:
+            key = self._ring.get(token[1:5])
+            if key is None:
+                raise KeyError("PII token written under a key that is not in the key ring")
+            return key.v2.decrypt(token[5:17], token[17:], token[:5] + (ad or b""))
+        last: Exception | None = None  # older formats name no key: try the ring
+        for key in (self._current, *(k for k in self._ring.values() if k is not self._current)):
+            try:
+                if token[:1] == AEAD_V1:
+                    return key.v1.decrypt(token[1:13], token[13:], None)
+                return key.fernet.decrypt(token)  # written before AEAD_V1
+            except Exception as exc:  # noqa: BLE001 - the wrong key: try the next one
+                last = exc
+        raise ValueError("PII token opens under no key of the ring") from last
 
-    def encrypt(self, value: str | None) -> bytes | None:
+    def encrypt(self, value: str | None, ad: bytes | None = None) -> bytes | None:
         if value is None:
             return None
-        return self._seal(value.encode())
+        return self._seal(value.encode(), ad)
 
-    def decrypt(self, token: bytes | None) -> str | None:
+    def decrypt(self, token: bytes | None, ad: bytes | None = None) -> str | None:
         if token is None:
             return None
-        return self._open(bytes(token)).decode()
+        return self._open(bytes(token), ad).decode()
 
-    def encrypt_json(self, value: dict[str, Any]) -> bytes:
-        return self._seal(json.dumps(value, ensure_ascii=False, default=str).encode())
+    def claims(self, name_enc: bytes | None, id_enc: bytes | None) -> tuple[str | None, str | None]:
+        """A job's claimed name and ID number, decrypted."""
+        return self.decrypt(name_enc, AD_CLAIMED_NAME), self.decrypt(id_enc, AD_CLAIMED_ID)
 
-    def decrypt_json(self, token: bytes | None) -> dict[str, Any]:
+    def encrypt_json(self, value: dict[str, Any], ad: bytes | None = None) -> bytes:
+        return self._seal(json.dumps(value, ensure_ascii=False, default=str).encode(), ad)
+
+    def decrypt_json(self, token: bytes | None, ad: bytes | None = None) -> dict[str, Any]:
         if token is None:
             return {}
-        loaded: dict[str, Any] = json.loads(self._open(bytes(token)))
+        loaded: dict[str, Any] = json.loads(self._open(bytes(token), ad))
         return loaded
 
     def sub_key(self, purpose: str) -> bytes:
@@ -100,7 +172,8 @@ class Vault:
 
 @lru_cache(maxsize=1)
 def vault() -> Vault:
-    return Vault(get_settings().pii_key_bytes())
+    settings = get_settings()
+    return Vault(settings.pii_key_bytes(), [k.get_secret_value().encode() for k in settings.pii_old_keys])
 
 
 def mask_id(number: str | None) -> str:

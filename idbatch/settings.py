@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     # Fernet key (urlsafe base64, 32 bytes) protecting PII at rest. In development
     # it is generated once into data_dir/pii.key.
     pii_key: SecretStr | None = None
+    # Keys being rotated out: they still decrypt, nothing is written under them
+    # (docs/security.md, "Key rotation"); drop them once `idbatch keys rotate` is done.
+    pii_old_keys: list[SecretStr] = Field(default_factory=list)
 
     log_level: str = "INFO"
     log_json: bool = False

@@ -12,7 +12,7 @@ import json
 from json.encoder import encode_basestring
 from typing import Any
 
-from idbatch.pii import vault
+from idbatch.pii import IDEMPOTENCY_PURPOSE, vault
 
 
 def idempotency_key(
@@ -35,7 +35,7 @@ def idempotency_key(
     return _KeyMaker(provider, config)(front, back, claimed_name, claimed_id)
 
 
-IDEMPOTENCY = "idempotency-key"  # the sub-key's purpose; migration 0005 keyed older rows
+IDEMPOTENCY = IDEMPOTENCY_PURPOSE  # the sub-key's purpose; migration 0005 keyed older rows
 
 
 class _KeyMaker:

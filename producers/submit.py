@@ -34,7 +34,7 @@ from dispatch.publish import Publisher, after_commit, default_publisher
 from idbatch import fields
 from idbatch.domain import BatchKind, JobStatus
 from idbatch.logging import get_logger
-from idbatch.pii import scrub, vault
+from idbatch.pii import AD_CLAIMED_ID, AD_CLAIMED_NAME, scrub, vault
 from idbatch.providers import ConfigError, check_config
 from idbatch.settings import Settings, get_settings
 from idbatch.storage import s3_allowlist
@@ -69,8 +69,8 @@ def _job_values(
         "external_ref": item.external_ref,
         "front_image": item.front_image,
         "back_image": item.back_image,
-        "claimed_name_enc": v.encrypt(item.name),
-        "claimed_id_enc": v.encrypt(item.id_number),
+        "claimed_name_enc": v.encrypt(item.name, AD_CLAIMED_NAME),
+        "claimed_id_enc": v.encrypt(item.id_number, AD_CLAIMED_ID),
         "claimed_id_hash": v.lookup_hash(item.id_number),
         "idempotency_key": _key_maker(provider, config)(
             item.front_image, item.back_image, item.name, item.id_number

@@ -13,7 +13,7 @@ import hashlib
 import json
 
 from db.jobs import Claim
-from idbatch.pii import vault
+from idbatch.pii import AD_CLAIMED_ID, AD_CLAIMED_NAME, vault
 from idbatch.providers.base import ImageSource
 
 
@@ -34,8 +34,8 @@ def content_key(claimed: Claim, front: ImageSource, back: ImageSource | None) ->
             claimed.config,
             _digest(front),
             _digest(back),
-            v.decrypt(claimed.claimed_name_enc),
-            v.decrypt(claimed.claimed_id_enc),
+            v.decrypt(claimed.claimed_name_enc, AD_CLAIMED_NAME),
+            v.decrypt(claimed.claimed_id_enc, AD_CLAIMED_ID),
         ],
         ensure_ascii=False,
         sort_keys=True,

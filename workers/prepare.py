@@ -17,7 +17,7 @@ from db.jobs import Claim
 from db.models import Result, utcnow
 from db.session import session_scope
 from idbatch.domain import JobStatus, NormalizedResult, Verdict, Warn, WarningCode, WarningSource
-from idbatch.pii import vault
+from idbatch.pii import AD_CLAIMED_ID, AD_CLAIMED_NAME, AD_ID_NUMBER, AD_NAME, vault
 from workers.record import Outcome, status_of, stored_outcome, warning_rows
 from workers.runtime import Runtime
 from workers.verdict import judge
@@ -94,15 +94,16 @@ def _judge_again(session: Session, claimed: Claim, source: Result) -> tuple[Verd
     ]
     earlier = NormalizedResult(
         verdict=source.provider_verdict or source.verdict,
-        name=v.decrypt(source.name_enc),
+        name=v.decrypt(source.name_enc, AD_NAME),
         sex=source.sex,
         birth=source.birth,
-        id_number=v.decrypt(source.id_number_enc),
+        id_number=v.decrypt(source.id_number_enc, AD_ID_NUMBER),
         valid_to=source.valid_to,
         valid_long_term=source.valid_long_term,
         warnings=provider_warns,
     )
-    claimed_name, claimed_id = v.decrypt(claimed.claimed_name_enc), v.decrypt(claimed.claimed_id_enc)
+    claimed_name, claimed_id = (
+        v.decrypt(claimed.claimed_name_enc, AD_CLAIMED_NAME),
+        v.decrypt(claimed.claimed_id_enc, AD_CLAIMED_ID),
+    )
     return judge(earlier, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
-
-

@@ -26,7 +26,18 @@ from idbatch.domain import (
 )
 from idbatch.idnumber import normalize
 from idbatch.logging import get_logger
-from idbatch.pii import scrub, strip_images, vault
+from idbatch.pii import (
+    AD_ADDRESS,
+    AD_CLAIMED_ID,
+    AD_CLAIMED_NAME,
+    AD_ID_NUMBER,
+    AD_NAME,
+    AD_RAW,
+    AD_SIDE,
+    scrub,
+    strip_images,
+    vault,
+)
 from idbatch.providers import errors
 from idbatch.providers.base import CallRecord, ProviderAnswer
 from workers.retry import RetryPolicy, attempt_outcome
@@ -78,7 +89,7 @@ def paid_sides(claimed: Claim) -> dict[str, dict[str, object]]:
     with session_scope() as session:
         stored = jobs.side_answers(session, claimed.job_id)
     v = vault()
-    return {side: v.decrypt_json(token) for side, token in stored.items()}
+    return {side: v.decrypt_json(token, AD_SIDE) for side, token in stored.items()}
 
 
 def begin_calls(claimed: Claim, sides: tuple[str, ...], account: str, started: dt.datetime) -> None:
@@ -130,12 +141,12 @@ def _result_row(claimed: Claim, result: NormalizedResult, verdict: Verdict) -> d
         "job_id": claimed.job_id,
         "provider": claimed.provider,
         "verdict": verdict,
-        "name_enc": v.encrypt(result.name),
+        "name_enc": v.encrypt(result.name, AD_NAME),
         "sex": result.sex,
         "nation": result.nation,
         "birth": result.birth,
-        "address_enc": v.encrypt(result.address),
-        "id_number_enc": v.encrypt(result.id_number),
+        "address_enc": v.encrypt(result.address, AD_ADDRESS),
+        "id_number_enc": v.encrypt(result.id_number, AD_ID_NUMBER),
         "id_number_hash": v.lookup_hash(normalize(result.id_number) if result.id_number else None),
         "authority": result.authority,
         "valid_from": result.valid_from,
@@ -144,7 +155,7 @@ def _result_row(claimed: Claim, result: NormalizedResult, verdict: Verdict) -> d
         "similarity": result.similarity,
         "quality": result.quality,
         "description": result.description,
-        "raw_enc": v.encrypt_json(strip_images(result.raw)),
+        "raw_enc": v.encrypt_json(strip_images(result.raw), AD_RAW),
         "provider_verdict": result.verdict,
         "answered_at": utcnow(),
     }
@@ -181,7 +192,10 @@ def finish_answer(
     paid call is still accounted for.
     """
     v = vault()
-    claimed_name, claimed_id = v.decrypt(claimed.claimed_name_enc), v.decrypt(claimed.claimed_id_enc)
+    claimed_name, claimed_id = (
+        v.decrypt(claimed.claimed_name_enc, AD_CLAIMED_NAME),
+        v.decrypt(claimed.claimed_id_enc, AD_CLAIMED_ID),
+    )
     verdict, warns = judge(answer.result, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
     status = status_of(verdict)
     attempts = attempt_rows(claimed, answer.calls, started, account, AttemptOutcome.ANSWERED)
@@ -305,7 +319,7 @@ def finish_error(
     attempts = attempt_rows(claimed, exc.calls, started, account, AttemptOutcome.ANSWERED)
     attempts += attempt_rows(claimed, [failed_call], started, account, attempt_outcome(exc))
     v = vault()
-    paid_sides = {side: v.encrypt_json(strip_images(reply)) for side, reply in exc.answered.items()}
+    paid_sides = {side: v.encrypt_json(strip_images(reply), AD_SIDE) for side, reply in exc.answered.items()}
     attempts[-1]["error"] = message
     decision = policy.decide(claimed.attempt, exc)
     values: dict[str, object] = {"status": decision.status, "error_class": decision.error_class}

@@ -32,6 +32,7 @@ NUMBER_TYPE: dict[str, list[WarningCode]] = {
     "4": [WarningCode.SEX_MISMATCH_ID],
 }
 
+
 def answer_warns(answer: dict[str, Any]) -> list[Warn]:
     warns: list[Warn] = []
     status = str(answer.get("image_status") or "normal")

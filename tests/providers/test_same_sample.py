@@ -21,7 +21,7 @@ from db.migrate import upgrade
 from db.models import Attempt, Job, JobWarning, Result
 from db.session import session_scope
 from idbatch.domain import JobStatus
-from idbatch.pii import vault
+from idbatch.pii import AD_ADDRESS, AD_ID_NUMBER, AD_NAME, vault
 from idbatch.servers import BackgroundServer
 from producers.submit import submit_path
 from simulator.app import create_app
@@ -102,12 +102,12 @@ def _run(sample: Path, settings: Any, provider: str) -> dict[str, dict[str, Any]
             row: dict[str, Any] = {"status": job.status.value, "warnings": warnings}
             if result is not None:
                 row.update(
-                    name=v.decrypt(result.name_enc),
+                    name=v.decrypt(result.name_enc, AD_NAME),
                     sex=result.sex,
                     birth=result.birth,
-                    id_number=v.decrypt(result.id_number_enc),
+                    id_number=v.decrypt(result.id_number_enc, AD_ID_NUMBER),
                     nation=result.nation,
-                    address=v.decrypt(result.address_enc),
+                    address=v.decrypt(result.address_enc, AD_ADDRESS),
                 )
             out[str(job.external_ref)] = row
     return out

@@ -13,7 +13,7 @@ from db.migrate import upgrade
 from db.models import Job
 from db.reports import build_report
 from db.session import session_scope
-from idbatch.pii import mask_id, vault
+from idbatch.pii import AD_ID_NUMBER, AD_NAME, mask_id, vault
 from producers.keys import idempotency_key
 from producers.submit import submit_manifest
 from tests.conftest import Env
@@ -53,8 +53,8 @@ def test_report_samples_do_not_print_the_birth_date_beside_the_masked_number(
                 job_id=job.id,
                 provider="acedata",
                 verdict=Verdict.PASSED,
-                id_number_enc=v.encrypt(NUMBER),
-                name_enc=v.encrypt("张三"),
+                id_number_enc=v.encrypt(NUMBER, AD_ID_NUMBER),
+                name_enc=v.encrypt("张三", AD_NAME),
                 birth=dt.date(1990, 3, 7),
             )
         )

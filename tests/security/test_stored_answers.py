@@ -11,7 +11,7 @@ from sqlalchemy import select
 from db import jobs as job_store
 from db.models import Batch, Result
 from db.session import session_scope
-from idbatch.pii import strip_images, vault
+from idbatch.pii import AD_RAW, strip_images, vault
 from tests.billing.test_sides import ocr_stack
 from tests.durability.conftest import Stack, pg_db
 
@@ -37,7 +37,7 @@ def test_a_real_ocr_answer_with_crops_is_stored_without_them(ocr_stack: Stack) -
     stack.run_open(batch)
     v = vault()
     with session_scope() as session:
-        raws = [v.decrypt_json(r.raw_enc) for r in session.scalars(select(Result))]
+        raws = [v.decrypt_json(r.raw_enc, AD_RAW) for r in session.scalars(select(Result))]
     assert raws
     dumped = json.dumps(raws)
     assert "<image sha256:" in dumped  # the crops came back and were replaced by digests
