@@ -34,6 +34,7 @@ from idbatch.pii import (
     AD_NAME,
     AD_RAW,
     AD_SIDE,
+    raw_for_storage,
     scrub,
     strip_images,
     vault,
@@ -155,7 +156,7 @@ def _result_row(claimed: Claim, result: NormalizedResult, verdict: Verdict) -> d
         "similarity": result.similarity,
         "quality": result.quality,
         "description": result.description,
-        "raw_enc": v.encrypt_json(strip_images(result.raw), AD_RAW),
+        "raw_enc": v.encrypt_json(raw_for_storage(result.raw), AD_RAW),
         "provider_verdict": result.verdict,
         "answered_at": utcnow(),
     }

@@ -42,3 +42,13 @@ def test_a_real_ocr_answer_with_crops_is_stored_without_them(ocr_stack: Stack) -
     dumped = json.dumps(raws)
     assert "<image sha256:" in dumped  # the crops came back and were replaced by digests
     assert not LONG_BASE64.search(dumped)
+
+
+def test_stored_raw_answers_keep_only_documented_fields() -> None:
+    from idbatch.pii import raw_for_storage
+
+    answer = {"front": {"Name": "x", "IdNum": "y", "Sim": "91.2", "SelfieBase64": "Z" * 3000, "NewField": 1}}
+    stored = raw_for_storage(answer)
+    assert stored["front"]["Sim"] == "91.2" and stored["front"]["Name"] == "x"
+    assert "SelfieBase64" not in stored["front"] and "NewField" not in stored["front"]
+    assert stored["front"]["_dropped"] == ["NewField", "SelfieBase64"]  # named, not silently gone
