@@ -88,7 +88,7 @@ def _rejected(batch_id: int, row: int, line: int | None, ref: str | None, reason
         "external_ref": fields.storable(ref, fields.EXTERNAL_REF_MAX),
         "status": JobStatus.REJECTED,
         "error_class": "input",
-        "last_error": fields.storable(reason, fields.REASON_MAX),
+        "last_error": fields.storable(scrub(reason), fields.REASON_MAX),  # never an ID number
         "finished_at": utcnow(),
     }
 
