@@ -34,13 +34,13 @@ from idbatch.pii import (
     AD_NAME,
     AD_RAW,
     AD_SIDE,
-    raw_for_storage,
     scrub,
     strip_images,
     vault,
 )
 from idbatch.providers import errors
 from idbatch.providers.base import CallRecord, ProviderAnswer
+from idbatch.raw_answers import raw_for_storage
 from workers.retry import RetryPolicy, attempt_outcome
 from workers.runtime import Runtime
 from workers.verdict import judge

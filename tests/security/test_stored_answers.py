@@ -45,7 +45,7 @@ def test_a_real_ocr_answer_with_crops_is_stored_without_them(ocr_stack: Stack) -
 
 
 def test_stored_raw_answers_keep_only_documented_fields() -> None:
-    from idbatch.pii import raw_for_storage
+    from idbatch.raw_answers import raw_for_storage
 
     answer = {"front": {"Name": "x", "IdNum": "y", "Sim": "91.2", "SelfieBase64": "Z" * 3000, "NewField": 1}}
     stored = raw_for_storage(answer)
