@@ -327,6 +327,7 @@ def main() -> None:
             "PYTHONPATH": str(ROOT),
             "IDBATCH_GATEWAY_SECRET": args.gateway_secret,
             "IDBATCH_DATA_DIR": str(Path(tmp) / "svc"),
+            "IDBATCH_IMAGE_ROOTS": json.dumps([tmp]),  # the gateway serves the sample's images only
         }
         sim_port, gw_port = free_port(), free_port()
         sim_cmd = idbatch(
