@@ -280,8 +280,12 @@ def crashed(claimed: Claim, policy: RetryPolicy, rt: Runtime) -> Outcome:
 
 
 def defer(claimed: Claim, delay_s: float, error_class: ErrorClass, reason: str, rt: Runtime) -> Outcome:
-    """No call was made (circuit open, no token soon): put the job back, attempt unspent."""
+    """No call was made (circuit open, no token soon): put the job back, attempt unspent.
+
+    Its write-ahead rows, if any, go too: nothing was sent.
+    """
     with session_scope() as session:
+        jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
         jobs.release(
             session,
             claimed,

@@ -109,27 +109,36 @@ def _process_claimed(
     # sides paid for by an earlier attempt (read before taking a rate slot: a slot is timed)
     answered = durably(lambda: record.paid_sides(claimed), "sides") if back is not None else {}
 
+    request = VerifyRequest(
+        job_id=claimed.job_id, front=front, back=back, config=claimed.config, answered=answered
+    )
+    adapters = rt.accounts(claimed.provider)
+    started = now()
+    # Write-ahead: with one account, the in-flight rows are committed *before* the rate
+    # slot is taken, so nothing but the send stands between a timed grant and the call
+    # (a transaction there made calls late and bunched them at the provider). With several
+    # accounts the account is known only after the gate chose it.
+    single = next(iter(adapters.values())) if len(adapters) == 1 else None
+    if single is not None:
+        sides = planned_sides(single, request)
+        durably(lambda: record.begin_calls(claimed, sides, single.account, started), "begin")
+
     # call: on one of the provider's accounts, behind its circuit breaker and shared rate
     # limit (may sleep briefly for the token)
-    adapters = rt.accounts(claimed.provider)
     ticket = rt.gate().enter_any(claimed.provider, list(adapters))
     if ticket.defer_s is not None:
         reason_class = ErrorClass(ticket.error_class or ErrorClass.THROTTLED)
         return record.defer(claimed, ticket.defer_s, reason_class, ticket.reason, rt)
     provider = adapters[ticket.account]
-    if len(adapters) > 1:
+    if single is None:
         # Another account can take the job at once if this one turns out to be blocked.
         policy = replace(policy, blocked_pause_s=1.0)
-    request = VerifyRequest(
-        job_id=claimed.job_id, front=front, back=back, config=claimed.config, answered=answered
-    )
-    started = now()
-    sides = planned_sides(provider, request)
-    try:
-        durably(lambda: record.begin_calls(claimed, sides, provider.account, started), "begin")
-    except BaseException:
-        ticket.__exit__(None, None, None)  # no call was made: give the slot back
-        raise
+        sides = planned_sides(provider, request)
+        try:
+            durably(lambda: record.begin_calls(claimed, sides, provider.account, started), "begin")
+        except BaseException:
+            ticket.__exit__(None, None, None)  # no call was made: give the slot back
+            raise
     t0 = time.perf_counter()
     try:
         with ticket:  # frees the in-flight slot; feeds the outcome to the limiter and circuit
