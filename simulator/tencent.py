@@ -161,13 +161,15 @@ class TencentSim:
             or not {"content-type", "host"} <= set(auth.signed_headers)
         ):
             return None, "AuthFailure.SignatureFailure"
+        # The SDK's profile.unsignedPayload signs the literal "UNSIGNED-PAYLOAD" instead.
+        unsigned = headers.get("x-tc-content-sha256") == "UNSIGNED-PAYLOAD"
         expected = tc3_verify.expected_signature(
             auth,
             secret_key,
             method=request.method,
             query=request.url.query,
             headers=headers,
-            body=body,
+            body=b"UNSIGNED-PAYLOAD" if unsigned else body,
             timestamp=timestamp,
         )
         if not hmac.compare_digest(expected, auth.signature):
