@@ -89,6 +89,8 @@ OCR: dict[str, Expected] = {**TENCENT_COMMON, **OCR_SEED}
 ACEDATA: dict[str, Expected] = {code: cls for _, code, cls in ACEDATA_SEED}
 GATEWAY: dict[str, Expected] = {m: cls for _, m, cls in ALIYUN_GATEWAY if m in codes.GATEWAY_ANSWERS}
 ALIYUN_CASES = [(s, m) for s, messages in codes.ALIYUN_MESSAGES.items() for m in messages]
+# "<status>-<index of the message in the seed's list>": the messages are too long for ids.
+ALIYUN_IDS = [f"{s}-{i}" for s, messages in codes.ALIYUN_MESSAGES.items() for i in range(len(messages))]
 
 
 @pytest.fixture
@@ -150,7 +152,7 @@ def test_ocr_adapter_reads_each_code(sim: Sim, code: str) -> None:
     assert sim.stats(f"ocr:{SECRET_ID}").get("billable", 0) == 0
 
 
-@pytest.mark.parametrize(("status", "message"), ALIYUN_CASES)
+@pytest.mark.parametrize(("status", "message"), ALIYUN_CASES, ids=ALIYUN_IDS)
 def test_aliyun_adapter_reads_each_vendor_status(sim: Sim, status: int, message: str) -> None:
     spec = {"count": 1, "message": message} if message else 1
     sim.state.faults.update({"next": {f"aliyun:{status}": spec}})
