@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import copy
 import json
 import random
 import time
@@ -82,6 +83,12 @@ class Faults:
     extra_fields: bool = False
 
     def update(self, values: dict[str, Any]) -> None:
+        """Apply knobs all or nothing: a wrong one (KeyError/ValueError) changes none."""
+        trial = copy.deepcopy(self)
+        trial._apply(values)
+        self.__dict__.update(trial.__dict__)
+
+    def _apply(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             if key == "arrears":
                 self.arrears = set(value)

@@ -89,6 +89,7 @@ def test_next_knobs_go_first_in_the_order_they_were_set(sim: Sim) -> None:
         {"next": {"aliyun:464": {"count": 1, "message": "an invented message"}}},
         {"next": {"aliyun:464": {"count": 1, "colour": "red"}}},
         {"ocr_warn_list": "newest"},
+        {"next": {"ocr:IdCardTooSmall": 1, "faceid:Nope": 1}},  # all or nothing
     ],
 )
 def test_a_wrong_knob_is_refused_with_400(sim: Sim, knobs: dict[str, object]) -> None:
