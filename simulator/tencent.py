@@ -47,10 +47,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from simulator import tc3_verify
-from simulator.cards import Truth
 from simulator.fetch import DownloadError, download
-from simulator.identity import FAKE_PORTRAIT, card_fields, faceid_answer, item_key, look_at, quality_of
+from simulator.identity import faceid_answer, item_key, look_at
 from simulator.state import CodeFault, SimState
+from simulator.tencent_answers import EXTRA_FIELD, advanced_info, faceid_fields, ocr_fields
 from simulator.wire import drop_connection, hang
 
 FACEID_PREFIX = "/tencent/faceid"
@@ -72,26 +72,6 @@ OCR = Product("ocr", "IDCardOCR", "2018-11-19", "ResourceUnavailable.InArrears")
 PRODUCTS = {p.protocol: p for p in (FACEID, OCR)}
 BY_ACTION = {p.action: p for p in (FACEID, OCR)}
 ENCRYPT_PARAMS = ("IsEncrypt", "IsEncryptResponse", "Encryption")
-EXTRA_FIELD = "SimUndocumentedField"  # Faults.extra_fields: clients must ignore it
-
-# Drawn-in variant -> (IDCardOCR Config flag or None = always reported, current warn code).
-OCR_WARN_FLAGS: dict[str, tuple[str | None, int]] = {
-    "border_incomplete": ("BorderCheckWarn", -9101),
-    "photocopy": ("CopyWarn", -9102),
-    "screen_reshoot": ("ReshootWarn", -9103),
-    "temporary_id": ("TempIdWarn", -9104),
-    "border_occluded": ("BorderCheckWarn", -9105),
-    "photoshopped": ("DetectPsWarn", -9106),
-    "glare": ("ReflectWarn", -9107),
-    "bw_copy": ("CopyWarn", -9108),
-    "invalid_validity": ("InvalidDateWarn", -9109),
-    "electronic_id": (None, -9110),
-    "watermark": (None, -9111),
-}
-# Seed 003_'s older list (-9100..-9107), for Faults.ocr_warn_list = "seed": -9100 is the
-# invalid validity period, a black-and-white copy is a photocopy, and the seed has no
-# codes for electronic IDs or watermarks (not reported).
-OCR_SEED_CODES = {-9108: -9102, -9109: -9100, -9110: None, -9111: None}
 
 
 def _envelope(request_id: str, **fields: Any) -> JSONResponse:
@@ -244,7 +224,7 @@ class TencentSim:
         if fault.place == "result":
             self.state.bill(account, code.code, None)
             extra = self.state.faults.extra_fields
-            fields = _faceid_fields(code.code, code.message, {}, 0.0, "", 0.0, extra=extra)
+            fields = faceid_fields(code.code, code.message, {}, 0.0, "", 0.0, extra=extra)
             return _envelope(request_id, **fields)
         self.state.record(account, code.code)
         return _error(request_id, code.code, code.message)
@@ -280,7 +260,7 @@ class TencentSim:
             return _error(request_id, answer.result, answer.description)
         self.state.bill(account, answer.result, item_key(answer.truth))
         # Quality is scored whatever the Config (seed 002_'s example: 99 with CopyWarn only).
-        fields = _faceid_fields(
+        fields = faceid_fields(
             answer.result,
             answer.description,
             answer.fields,
@@ -324,75 +304,9 @@ class TencentSim:
             state.record(account, code)
             return _error(request_id, code, message)
         state.bill(account, "Success", item_key(truth, truth.side))
-        info = _advanced(truth, config, seed_list=state.faults.ocr_warn_list == "seed")
+        info = advanced_info(truth, config, seed_list=state.faults.ocr_warn_list == "seed")
         extra: dict[str, Any] = {}
         if state.faults.extra_fields:
             info[EXTRA_FIELD] = {"nested": [1, "two"]}
             extra[EXTRA_FIELD] = {"nested": True}
-        return _envelope(request_id, **_ocr_fields(truth), AdvancedInfo=json.dumps(info), **extra)
-
-
-def _faceid_fields(
-    result: str,
-    description: str,
-    fields: dict[str, str],
-    sim: float,
-    warnings: str,
-    quality: float,
-    *,
-    extra: bool,
-) -> dict[str, Any]:
-    """A CheckIdCardInformation answer, every documented output field present."""
-    out: dict[str, Any] = {
-        "Sim": sim,
-        "Result": result,
-        "Description": description,
-        "Name": fields.get("Name", ""),
-        "Sex": fields.get("Sex", ""),
-        "Nation": fields.get("Nation", ""),
-        "Birth": fields.get("Birth", ""),
-        "Address": fields.get("Address", ""),
-        "IdNum": fields.get("IdNum", ""),
-        "Portrait": FAKE_PORTRAIT if fields else "",
-        "Warnings": warnings,
-        "Quality": quality,
-        "Encryption": None,
-    }
-    if extra:
-        out[EXTRA_FIELD] = {"nested": [1, "two"]}
-    return out
-
-
-def _ocr_fields(truth: Truth) -> dict[str, str]:
-    out = dict.fromkeys(("Name", "Sex", "Nation", "Birth", "Address", "IdNum", "Authority", "ValidDate"), "")
-    if truth.side == "front":
-        out.update(card_fields(truth))
-    else:
-        out["Authority"] = truth.identity.authority
-        out["ValidDate"] = truth.identity.validity_text()
-    return out
-
-
-def _advanced(truth: Truth, config: dict[str, Any], *, seed_list: bool = False) -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    if config.get("CropIdCard"):
-        info["IdCard"] = FAKE_PORTRAIT
-    if config.get("CropPortrait") and truth.side == "front":
-        info["Portrait"] = FAKE_PORTRAIT
-    if config.get("Quality"):
-        info["Quality"] = int(quality_of(truth))
-    if config.get("BorderCheckWarn"):
-        bordered = {"border_incomplete", "border_occluded"} & set(truth.variants)
-        info["BorderCodeValue"] = 85 if bordered else 8
-    warn_flags = {flag for flag, _ in OCR_WARN_FLAGS.values() if flag}
-    codes = [
-        code
-        for variant, (flag, code) in OCR_WARN_FLAGS.items()
-        if variant in truth.variants and (flag is None or config.get(flag))
-    ]
-    if seed_list:
-        mapped = (OCR_SEED_CODES.get(code, code) for code in codes)
-        codes = sorted({code for code in mapped if code is not None})
-    if codes or any(config.get(flag) for flag in warn_flags):
-        info["WarnInfos"] = sorted(codes, reverse=True)
-    return info
+        return _envelope(request_id, **ocr_fields(truth), AdvancedInfo=json.dumps(info), **extra)
