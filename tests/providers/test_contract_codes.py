@@ -107,7 +107,7 @@ def _request(sim: Sim) -> VerifyRequest:
     return sim.request(_card(), config={})
 
 
-def _check(call: functools.partial[ProviderAnswer], code: str, expected: Expected) -> None:
+def _check(call: functools.partial[ProviderAnswer], code: str, expected: Expected) -> ProviderAnswer | None:
     """Either a negative answer naming ``code`` or the expected error class naming it."""
     if isinstance(expected, type):
         with pytest.raises(errors.ProviderError) as info:
@@ -115,12 +115,13 @@ def _check(call: functools.partial[ProviderAnswer], code: str, expected: Expecte
         assert type(info.value) is expected
         assert info.value.provider_code == code
         assert not info.value.billable
-        return
+        return None
     answer = call()
     assert answer.result.verdict == Verdict.NEGATIVE
     assert answer.calls[0].provider_code == code
     if isinstance(expected, WarningCode):
         assert expected in {w.code for w in answer.result.warnings}
+    return answer
 
 
 def test_every_catalogued_code_has_an_expectation() -> None:
@@ -133,15 +134,17 @@ def test_every_catalogued_code_has_an_expectation() -> None:
 @pytest.mark.parametrize("code", sorted(FACEID))
 def test_faceid_adapter_reads_each_code_in_error(sim: Sim, code: str) -> None:
     sim.state.faults.update({"next": {f"faceid:{code}": 1}})
-    _check(functools.partial(sim.faceid().verify, _request(sim)), code, FACEID[code])
+    answer = _check(functools.partial(sim.faceid().verify, _request(sim)), code, FACEID[code])
     assert sim.stats(f"faceid:{SECRET_ID}").get("billable", 0) == 0  # errors are not billed
+    assert answer is None or not answer.calls[0].billable  # and idbatch agrees
 
 
 @pytest.mark.parametrize("code", sorted(c.code for c in codes.FACEID_CODES))
 def test_faceid_adapter_reads_each_code_in_result(sim: Sim, code: str) -> None:
     sim.state.faults.update({"next": {f"faceid:{code}": {"count": 1, "in": "result"}}})
-    _check(functools.partial(sim.faceid().verify, _request(sim)), code, FACEID[code])
-    if FACEID[code] == "outcome":  # an answer in Result is billed on both sides
+    answer = _check(functools.partial(sim.faceid().verify, _request(sim)), code, FACEID[code])
+    if answer is not None:  # an answer in Result is billed on both sides
+        assert answer.calls[0].billable
         assert sim.stats(f"faceid:{SECRET_ID}")["billable"] == 1
 
 

@@ -88,6 +88,24 @@ def test_an_unknown_secret_id_is_an_auth_failure(sim: Sim, product: Callable[...
     assert sdk_error(lambda: call(client, card())).code == "AuthFailure.SecretIdNotFound"
 
 
+def test_a_stale_sdk_clock_is_signature_expire(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK signs with ``time.time()``: ten minutes slow is past the 5-minute window."""
+    import time as real_time
+
+    from tencentcloud.common import abstract_client
+
+    class SlowTime:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_time, name)
+
+        @staticmethod
+        def time() -> float:
+            return real_time.time() - 600
+
+    monkeypatch.setattr(abstract_client, "time", SlowTime())
+    assert sdk_error(lambda: id_card_ocr(ocr(sim), card())).code == "AuthFailure.SignatureExpire"
+
+
 # --- success parsed into the SDK's models ------------------------------------------------
 
 
