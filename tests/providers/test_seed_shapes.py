@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from idbatch.domain import Verdict, WarningCode
-from idbatch.providers import errors
+from idbatch.providers import errors, tc3
 from idbatch.providers.acedata import AceDataProvider
 from idbatch.providers.base import ImageSource, VerifyRequest
 from idbatch.providers.tencent_api import TencentCaller
@@ -244,3 +244,31 @@ def test_an_unknown_action_at_the_root_is_invalid_action(sim: Sim) -> None:
     error = response.json()["Response"]["Error"]
     assert error["Code"] == "InvalidAction"
     assert response.json()["Response"]["RequestId"]
+
+
+@pytest.mark.parametrize(
+    ("host", "action", "version", "service", "code"),
+    [
+        # The Host label names the product (a setup mapping the real names): it wins.
+        ("faceid.tencentcloudapi.com", "CheckIdCardInformation", "2018-03-01", "faceid", "InvalidParameter"),
+        ("ocr.tencentcloudapi.com", "CheckIdCardInformation", "2018-03-01", "faceid", "InvalidAction"),
+        # A bare address: X-TC-Action decides, and the scope must then agree with it.
+        ("127.0.0.1:9", "IDCardOCR", "2018-11-19", "ocr", "InvalidParameter"),
+        ("127.0.0.1:9", "IDCardOCR", "2018-11-19", "faceid", "AuthFailure.SignatureFailure"),
+        # No known action: the credential scope picks the product, which refuses the action.
+        ("127.0.0.1:9", "DescribeNothing", "2018-11-19", "ocr", "InvalidAction"),
+    ],
+)
+def test_root_routing(sim: Sim, host: str, action: str, version: str, service: str, code: str) -> None:
+    body = b"{}"
+    headers = tc3.signed_headers(
+        secret_id=SECRET_ID,
+        secret_key=SECRET_KEY,
+        service=service,
+        host=host,
+        action=action,
+        version=version,
+        payload=body,
+    )
+    response = sim.client.post(sim.url + "/", content=body, headers={**headers, "Host": host})
+    assert response.json()["Response"]["Error"]["Code"] == code
