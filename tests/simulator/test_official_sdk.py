@@ -152,6 +152,31 @@ def test_undocumented_fields_do_not_break_the_sdk(sim: Sim) -> None:
     assert (response.Result, response.IdNum) == ("Success", ident.id_number)
 
 
+def test_natural_ocr_errors_reach_the_sdk(sim: Sim) -> None:
+    client = ocr(sim)
+    assert sdk_error(lambda: id_card_ocr(client, card(), "SIDEWAYS")).code == (
+        "InvalidParameterValue.InvalidParameterValueLimit"
+    )
+    assert (
+        sdk_error(lambda: id_card_ocr(client, card("back"), "FRONT")).code == "FailedOperation.CardSideError"
+    )
+    request = ocr_models.IDCardOCRRequest()
+    request.ImageBase64, request.Config = base64.b64encode(card()).decode(), "not json"
+    assert sdk_error(lambda: client.IDCardOCR(request)).code == "InvalidParameter.ConfigFormatError"
+
+
+def test_natural_faceid_answers_reach_the_sdk(sim: Sim) -> None:
+    ident = identity()
+    sim.enrol(ident, name="别的名字")
+    client = faceid(sim)
+    assert check_id_card(client, card(ident=ident)).Result == "FailedOperation.IdNameMisMatch"
+    warned = check_id_card(client, card(ident=ident, variants=["photocopy"]), {"CopyWarn": True})
+    assert (warned.Result, warned.Warnings) == ("FailedOperation.OcrWarningOccurred", "-9102")
+    assert (
+        sdk_error(lambda: check_id_card(client, b"not an image")).code == "FailedOperation.ImageDecodeFailed"
+    )
+
+
 # --- rate limit ---------------------------------------------------------------------------
 
 
