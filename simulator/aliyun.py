@@ -1,9 +1,10 @@
 """Aliyun-marketplace ID card OCR (seed 004_) behind a stand-in for Aliyun's API gateway.
 
-``POST /ocr/idcard`` with ``Authorization: APPCODE <code>``; the body is a form
-(``application/x-www-form-urlencoded``) or JSON with ``image`` (base64 or an http(s)
-URL), ``id_card_side`` (front/back), ``detect_direction``, ``detect_risk``,
-``detect_photo``. Account: ``aliyun:<appcode>``.
+``POST /ocr/idcard`` with ``Authorization: APPCODE <code>``; the body is JSON (the seed's
+460/461 describe a JSON body, so anything else, a form included, is a 460) with
+``image`` (base64, plain or urlencoded as the seed describes, or an http(s) URL),
+``id_card_side`` (front/back), ``detect_direction``, ``detect_risk``, ``detect_photo``.
+Account: ``aliyun:<appcode>``.
 
 Gateway answers carry ``X-Ca-Error-Code`` and ``X-Ca-Error-Message`` (the six-character
 codes here are illustrative; clients must classify by message)::
@@ -15,7 +16,13 @@ codes here are illustrative; clients must classify by message)::
 
 Vendor answers have no ``X-Ca-Error-*`` header: 200 with the recognition result (billed),
 or the seed's codes — 413 body too large, 450 queue full (``rate_450``), 460 not JSON,
-461 missing key, 462 image data errors, 502 (``rate_5xx``).
+461 missing key, 462 image data errors, 502 (``rate_5xx``); every status of the seed (and
+every gateway message of PROVIDERS.md) on demand with a code knob. The seed documents a
+status and a message for each error but no body, so the message travels as the plain
+text body, the least a vendor could send; clients must not need it (the status decides,
+the message only refines). The 200 answer follows the seed's types: ``log_id`` a uint64,
+``idcard_number_type`` a string, ``msg`` an object (or, with ``aliyun_msg = "list"``,
+an array holding one object: the seed types it "array").
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import json
 import random
 import uuid
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import unquote
 
 import httpx
 from starlette.requests import Request
@@ -34,9 +41,10 @@ from starlette.responses import JSONResponse, Response
 from stdnum.cn import ric
 
 from simulator.cards import Truth
+from simulator.codes import ALIYUN_MESSAGES, GATEWAY_ANSWERS
 from simulator.fetch import DownloadError, download
 from simulator.identity import FAKE_PORTRAIT, item_key, look_at
-from simulator.state import SimState
+from simulator.state import CodeFault, SimState
 from simulator.wire import drop_connection, hang
 
 PATH = "/ocr/idcard"
@@ -44,6 +52,7 @@ DEFAULT_APPCODES = frozenset({"sim-aliyun-appcode"})
 MAX_IMAGE_CHARS = 4 * 1024 * 1024  # after base64 and urlencode
 MIN_SIDE, MAX_SIDE = 15, 4096
 EDIT_TOOL = "Adobe Photoshop CC 2014 (Macintosh)"
+EXTRA_FIELD = "sim_undocumented_field"  # Faults.extra_fields: clients must ignore it
 RISK_TYPES = {"photocopy": "copy", "bw_copy": "copy", "temporary_id": "temporary", "screen_reshoot": "screen"}
 
 
@@ -55,8 +64,9 @@ def _gateway(status: int, code: str, message: str, request_id: str) -> Response:
 
 
 def _vendor(status: int, message: str, request_id: str) -> Response:
-    body = {"error_code": status, "error_msg": message} if message else {}
-    return JSONResponse(body, status_code=status, headers={"X-Ca-Request-Id": request_id})
+    """A vendor error: the seed's status, its message as plain text (no body is documented)."""
+    headers = {"X-Ca-Request-Id": request_id}
+    return Response(message, status_code=status, media_type="text/plain", headers=headers)
 
 
 def _true(value: Any) -> bool:
@@ -86,6 +96,11 @@ class AliyunSim:
             return _gateway(403, "A403UA", "User Arrears", request_id)
         await state.latency()
         stats = state.account(account)
+        injected = state.faults.take("aliyun-gateway", state.rng) or state.faults.take("aliyun", state.rng)
+        if injected is not None:
+            stats.injected += 1
+            await request.body()
+            return self._injected(account, injected, request_id)
         if state.in_outage():
             stats.injected += 1
             state.record(account, "503")
@@ -97,7 +112,7 @@ class AliyunSim:
         if state.roll(state.faults.rate_450):
             stats.injected += 1
             state.record(account, "450")
-            return _vendor(450, "", request_id)
+            return _vendor(450, ALIYUN_MESSAGES[450][0], request_id)
         if state.roll(state.faults.rate_5xx):
             stats.injected += 1
             state.record(account, "502")
@@ -112,6 +127,10 @@ class AliyunSim:
         status, payload = await self._answer(request)
         if status == 200:
             truth = payload.pop("_truth", None)
+            if state.faults.aliyun_msg == "list":
+                payload["msg"] = [payload["msg"]] if payload["msg"] else []
+            if state.faults.extra_fields:
+                payload[EXTRA_FIELD] = {"nested": [1, "two"]}
             state.bill(
                 account, str(payload.get("image_status")), item_key(truth, truth.side) if truth else None
             )
@@ -119,16 +138,21 @@ class AliyunSim:
         state.record(account, str(status))
         return _vendor(status, str(payload.get("error_msg", "")), request_id)
 
+    def _injected(self, account: str, fault: CodeFault, request_id: str) -> Response:
+        code = fault.code
+        self.state.record(account, code.code)
+        if code.protocol == "aliyun-gateway":
+            status, gateway_code = GATEWAY_ANSWERS[code.code]
+            return _gateway(status, gateway_code, code.code, request_id)
+        return _vendor(code.status, fault.message or code.message, request_id)
+
     async def _params(self, request: Request) -> dict[str, Any] | None:
-        raw = await request.body()
-        if "json" in request.headers.get("content-type", ""):
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                return None
-            return parsed if isinstance(parsed, dict) else None
-        form = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
-        return {key: values[-1] for key, values in form.items()}
+        """The JSON body as an object, whatever the Content-Type says; None if it is not."""
+        try:
+            parsed = json.loads(await request.body())
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
 
     async def _answer(self, request: Request) -> tuple[int, dict[str, Any]]:
         params = await self._params(request)
@@ -150,8 +174,12 @@ class AliyunSim:
                 return 462, {"error_msg": prefix + "download image from url error"}
         else:
             # The gateway measures the image as it travelled: base64, then urlencoded.
-            travelled = image_value.count("+") + image_value.count("/") + image_value.count("=")
-            if len(image_value) + 2 * travelled > MAX_IMAGE_CHARS:
+            if "%" in image_value:  # sent urlencoded, as the seed describes
+                travelled, image_value = len(image_value), unquote(image_value)
+            else:
+                specials = image_value.count("+") + image_value.count("/") + image_value.count("=")
+                travelled = len(image_value) + 2 * specials
+            if travelled > MAX_IMAGE_CHARS:
                 return 413, {"error_msg": "Payload Too Large"}
             if not image_value:
                 return 462, {"error_msg": prefix + "input image empty, please check your image binary data"}
@@ -170,15 +198,15 @@ class AliyunSim:
 
 
 def _recognize(truth: Truth | None, side: str, params: dict[str, Any]) -> dict[str, Any]:
-    log_id = random.getrandbits(63)
+    log_id = random.getrandbits(64)  # uint64 (seed 004_): above 2**63 half the time
     body: dict[str, Any] = {"log_id": log_id, "words_result": {}, "words_result_num": 0, "msg": {}}
     if _true(params.get("detect_direction")):
         body["direction"] = 0
     if truth is None:
-        body.update(image_status="non_idcard", idcard_number_type=-1)
+        body.update(image_status="non_idcard", idcard_number_type="-1")
         return body
     if truth.side != side or "reversed_side" in truth.variants:
-        body.update(image_status="reversed_side", idcard_number_type=-1)
+        body.update(image_status="reversed_side", idcard_number_type="-1")
         return body
     status = "normal"
     if "blur" in truth.variants:
@@ -204,7 +232,7 @@ def _recognize(truth: Truth | None, side: str, params: dict[str, Any]) -> dict[s
             "住址": msg["address"],
             "公民身份号码": msg["idcardno"],
         }
-        body["idcard_number_type"] = 1
+        body["idcard_number_type"] = "1"
     else:
         msg = {
             "gov": ident.authority,

@@ -3,7 +3,18 @@
 Admin endpoints (loopback use only):
     GET  /_sim/health          liveness
     GET  /_sim/stats           per-account calls, billable calls, over-quota refusals
-    POST /_sim/faults          JSON of fault knobs (see simulator.state.Faults)
+    POST /_sim/faults          JSON of fault knobs (see simulator.state.Faults), e.g.
+                               {"rate_5xx": 0.02}
+                               {"codes": {"faceid:CompareFail": {"rate": 0.1}}}
+                               {"next": {"ocr:IdCardTooSmall": 3}}
+                               {"next": {"aliyun:464": {"count": 1,
+                                         "message": "Invalid Result - algorithm runtime exception"}}}
+                               {"next": {"faceid:IdPhotoNoExist": {"count": 1, "in": "result"}}}
+                               {"ocr_warn_list": "seed", "aliyun_msg": "list", "extra_fields": true}
+                               Code keys are "protocol:code" with protocol faceid, ocr,
+                               aliyun (vendor status), aliyun-gateway (X-Ca-Error-Message)
+                               or acedata; every documented code is in simulator.codes and
+                               docs/simulator.md. A rate or count of 0 removes the knob.
     POST /_sim/quotas          {"acedata": 100, ...} per protocol or "protocol:account"
     POST /_sim/registry        JSON lines of RegistryEntry to enrol
     POST /_sim/reset           zero the counters
@@ -83,9 +94,10 @@ def create_app(
     return Starlette(
         routes=[
             Route(acedata.PATH, ace.handle, methods=["POST"]),
+            Route(acedata.OTHER_PATHS, ace.other, methods=["POST"]),
             Route(tencent.FACEID_PREFIX + "/", tc.faceid, methods=["POST"]),
             Route(tencent.OCR_PREFIX + "/", tc.ocr, methods=["POST"]),
-            Route("/", tc.by_host, methods=["POST"]),
+            Route("/", tc.root, methods=["POST"]),
             Route(aliyun.PATH, ali.handle, methods=["POST"]),
             Route("/_sim/health", health),
             Route("/_sim/stats", stats),

@@ -9,13 +9,53 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import copy
+import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.cards import RegistryEntry
+from simulator.codes import ALIYUN_MESSAGES, Code, resolve
+
+
+@dataclass
+class CodeFault:
+    """One documented code on demand: with a probability per call, or for the next N calls.
+
+    ``message`` picks one of the documented messages where a status has several (Aliyun);
+    ``place`` is where a Tencent FaceID code goes: ``error`` (``Response.Error``, the
+    default) or ``result`` (the answer's ``Result`` field, as business answers come).
+    """
+
+    code: Code
+    rate: float = 0.0
+    count: int = 0
+    message: str | None = None
+    place: str = "error"
+
+    def options(self) -> dict[str, Any]:
+        return {"in": self.place, "message": self.message}
+
+
+def _code_fault(key: str, value: Any, *, counted: bool) -> tuple[str, CodeFault]:
+    """``(canonical key, fault)`` from one knob entry; KeyError/ValueError if it is wrong."""
+    protocol, code = resolve(key)
+    spec: dict[str, Any] = value if isinstance(value, dict) else {"count" if counted else "rate": value}
+    unknown = set(spec) - {"rate", "count", "message", "in"}
+    if unknown:
+        raise KeyError(f"{key}: unknown option {sorted(unknown)}")
+    message = spec.get("message")
+    if message is not None and (protocol != "aliyun" or message not in ALIYUN_MESSAGES[code.status]):
+        raise ValueError(f"{key}: message must be one of the seed's messages for {code.code}")
+    place = str(spec.get("in", "error"))
+    if place not in ("error", "result") or (place == "result" and protocol != "faceid"):
+        raise ValueError(f"{key}: 'in' is 'error' or (FaceID only) 'result'")
+    fault = CodeFault(code, float(spec.get("rate", 0.0)), int(spec.get("count", 0)), message, place)
+    return f"{protocol}:{code.code}", fault
 
 
 @dataclass
@@ -33,11 +73,40 @@ class Faults:
     latency_sigma: float = 0.0  # log-normal spread; 0 = constant
     outage_until: float = 0.0  # monotonic time; every call fails with 5xx before it
     arrears: set[str] = field(default_factory=set)  # accounts that are "in arrears"
+    # Documented codes on demand, by "protocol:code" (simulator.codes.resolve).
+    codes: dict[str, CodeFault] = field(default_factory=dict)  # with a rate per call
+    next: dict[str, CodeFault] = field(default_factory=dict)  # for the next N calls
+    # Shapes: OCR warning list "current" (-9101..-9111) or "seed" (003_'s -9100..-9107);
+    # Aliyun ``msg`` as an "object" or a "list" of one object; extra undocumented fields.
+    ocr_warn_list: str = "current"
+    aliyun_msg: str = "object"
+    extra_fields: bool = False
 
     def update(self, values: dict[str, Any]) -> None:
+        """Apply knobs all or nothing: a wrong one (KeyError/ValueError) changes none."""
+        trial = copy.deepcopy(self)
+        trial._apply(values)
+        self.__dict__.update(trial.__dict__)
+
+    def _apply(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             if key == "arrears":
                 self.arrears = set(value)
+            elif key in ("codes", "next"):
+                table = json.loads(value) if isinstance(value, str) else value
+                target = self.codes if key == "codes" else self.next
+                for code_key, spec in dict(table).items():
+                    canonical, fault = _code_fault(code_key, spec, counted=key == "next")
+                    target.pop(canonical, None)
+                    if fault.rate > 0 or fault.count > 0:
+                        target[canonical] = fault
+            elif key == "extra_fields":
+                self.extra_fields = str(value).lower() in ("1", "true") or value is True
+            elif key in ("ocr_warn_list", "aliyun_msg"):
+                allowed = ("current", "seed") if key == "ocr_warn_list" else ("object", "list")
+                if value not in allowed:
+                    raise ValueError(f"{key} is one of {allowed}")
+                setattr(self, key, value)
             elif key == "outage_s":
                 self.outage_until = time.monotonic() + float(value)
             elif hasattr(self, key):
@@ -58,7 +127,30 @@ class Faults:
             "latency_sigma": self.latency_sigma,
             "outage_remaining_s": max(0.0, self.outage_until - time.monotonic()),
             "arrears": sorted(self.arrears),
+            "codes": {k: {"rate": f.rate, **f.options()} for k, f in self.codes.items()},
+            "next": {k: {"count": f.count, **f.options()} for k, f in self.next.items()},
+            "ocr_warn_list": self.ocr_warn_list,
+            "aliyun_msg": self.aliyun_msg,
+            "extra_fields": self.extra_fields,
         }
+
+    def take(self, protocol: str, rng: random.Random) -> CodeFault | None:
+        """The documented code this call of ``protocol`` must answer, if a knob says so.
+
+        "next N" knobs go first, in the order they were set, one call each; then every
+        rate knob of the protocol rolls once.
+        """
+        prefix = protocol + ":"
+        for key, fault in self.next.items():
+            if key.startswith(prefix):
+                fault.count -= 1
+                if fault.count <= 0:
+                    del self.next[key]
+                return fault
+        for key, fault in self.codes.items():
+            if key.startswith(prefix) and rng.random() < fault.rate:
+                return fault
+        return None
 
 
 @dataclass
@@ -118,7 +210,10 @@ class SimState:
         registry: dict[str, RegistryEntry] | None = None,
         quotas: dict[str, float] | None = None,
         seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # When a request arrived, for the rate windows; a test may pass a clock of its own.
+        self.clock = clock
         self.registry: dict[str, RegistryEntry] = registry or {}
         self.faults = Faults()
         # Documented rates: FaceID 100/s, OCR 20/s; the Aliyun vendor documents none.
@@ -134,7 +229,7 @@ class SimState:
     def admit(self, protocol: str, account: str, arrived: float | None = None) -> bool:
         """Count the call and apply the account's rate limit; False = over quota.
 
-        ``arrived`` is the ``time.monotonic()`` at which the request arrived (default: now).
+        ``arrived`` is the ``self.clock()`` at which the request arrived (default: now).
         """
         stats = self.account(account)
         stats.calls += 1
@@ -142,7 +237,7 @@ class SimState:
         window = self._windows.get(account)
         if window is None or window.quota != quota:
             window = self._windows[account] = SlidingWindow(quota)
-        if not window.admit(time.monotonic() if arrived is None else arrived):
+        if not window.admit(self.clock() if arrived is None else arrived):
             stats.over_quota += 1
             return False
         return True

@@ -1,12 +1,14 @@
 """Tencent Cloud API 3.0: FaceID ``CheckIdCardInformation`` and OCR ``IDCardOCR``.
 
-Real Tencent tells the products apart by host (``faceid.tencentcloudapi.com``,
-``ocr.tencentcloudapi.com``); the simulator has one host, so each product gets a **path
-prefix**: ``POST /tencent/faceid/`` and ``POST /tencent/ocr/``. Point
-``IDBATCH_FACEID_BASE_URL`` / ``IDBATCH_OCR_BASE_URL`` at them. ``POST /`` is also served
-and routed by the ``Host`` header's first label (``faceid.*`` / ``ocr.*``), for a setup
-that maps the real names to the simulator. Either way the signature is checked exactly as
-the SDK makes it: canonical URI ``/`` and the ``Host`` header as received.
+Real Tencent serves each product at ``/`` on its own host (``faceid.tencentcloudapi.com``,
+``ocr.tencentcloudapi.com``). The simulator has one host and serves ``POST /`` routed the
+way a client pointed at it by endpoint alone (the official SDK with
+``HttpProfile(endpoint="127.0.0.1:PORT")``) lets it: by the ``Host`` header's first label
+when it names a product (``faceid.*``/``ocr.*``), else by ``X-TC-Action``
+(``CheckIdCardInformation``/``IDCardOCR``), else by the credential scope's service.
+``POST /tencent/faceid/`` and ``POST /tencent/ocr/`` stay as aliases. Either way the
+signature is checked exactly as the SDK makes it: canonical URI ``/`` and the ``Host``
+header as received.
 
 Checks, in the order the real service applies them (errors are HTTP 200 with
 ``Response.Error.{Code,Message}`` and a ``RequestId``)::
@@ -20,9 +22,12 @@ Checks, in the order the real service applies them (errors are HTTP 200 with
     over the per-account rate               RequestLimitExceeded
     account in arrears (Faults.arrears)     FaceID UnauthorizedOperation.Arrears,
                                             OCR ResourceUnavailable.InArrears
+    a code knob (Faults.codes / .next)      that documented code (simulator.codes)
 
 Accounts are ``faceid:<SecretId>`` and ``ocr:<SecretId>`` (rates 100/s and 20/s by
-default); ``tencent:<SecretId>`` in ``arrears`` covers both products.
+default); ``tencent:<SecretId>`` in ``arrears`` covers both products. Encrypted modes
+(FaceID ``IsEncrypt``, ``IsEncryptResponse``, ``Encryption``) are not simulated and are
+refused with ``UnsupportedOperation`` naming them, never silently answered in clear.
 """
 
 from __future__ import annotations
@@ -42,10 +47,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from simulator import tc3_verify
-from simulator.cards import Truth
 from simulator.fetch import DownloadError, download
-from simulator.identity import FAKE_PORTRAIT, card_fields, faceid_answer, item_key, look_at, quality_of
-from simulator.state import SimState
+from simulator.identity import faceid_answer, item_key, look_at
+from simulator.state import CodeFault, SimState
+from simulator.tencent_answers import EXTRA_FIELD, advanced_info, faceid_fields, ocr_fields
 from simulator.wire import drop_connection, hang
 
 FACEID_PREFIX = "/tencent/faceid"
@@ -64,21 +69,9 @@ class Product:
 
 FACEID = Product("faceid", "CheckIdCardInformation", "2018-03-01", "UnauthorizedOperation.Arrears")
 OCR = Product("ocr", "IDCardOCR", "2018-11-19", "ResourceUnavailable.InArrears")
-
-# Drawn-in variant -> (IDCardOCR Config flag or None = always reported, current warn code).
-OCR_WARN_FLAGS: dict[str, tuple[str | None, int]] = {
-    "border_incomplete": ("BorderCheckWarn", -9101),
-    "photocopy": ("CopyWarn", -9102),
-    "screen_reshoot": ("ReshootWarn", -9103),
-    "temporary_id": ("TempIdWarn", -9104),
-    "border_occluded": ("BorderCheckWarn", -9105),
-    "photoshopped": ("DetectPsWarn", -9106),
-    "glare": ("ReflectWarn", -9107),
-    "bw_copy": ("CopyWarn", -9108),
-    "invalid_validity": ("InvalidDateWarn", -9109),
-    "electronic_id": (None, -9110),
-    "watermark": (None, -9111),
-}
+PRODUCTS = {p.protocol: p for p in (FACEID, OCR)}
+BY_ACTION = {p.action: p for p in (FACEID, OCR)}
+ENCRYPT_PARAMS = ("IsEncrypt", "IsEncryptResponse", "Encryption")
 
 
 def _envelope(request_id: str, **fields: Any) -> JSONResponse:
@@ -108,11 +101,19 @@ class TencentSim:
     async def ocr(self, request: Request) -> Response:
         return await self._handle(request, OCR)
 
-    async def by_host(self, request: Request) -> Response:
-        label = request.headers.get("host", "").split(".", 1)[0]
-        product = {"faceid": FACEID, "ocr": OCR}.get(label)
+    async def root(self, request: Request) -> Response:
+        """``POST /``: the product by Host label, else X-TC-Action, else the credential scope."""
+        headers = request.headers
+        auth = tc3_verify.parse(headers.get("authorization", ""))
+        product = (
+            PRODUCTS.get(headers.get("host", "").split(".", 1)[0])
+            or BY_ACTION.get(headers.get("x-tc-action", ""))
+            or PRODUCTS.get(auth.service if auth is not None else "")
+        )
         if product is None:
-            return PlainTextResponse("unknown host: use /tencent/faceid/ or /tencent/ocr/", status_code=404)
+            await request.body()
+            message = "X-TC-Action names no action served here (CheckIdCardInformation, IDCardOCR)."
+            return _error(str(uuid.uuid4()), "InvalidAction", message)
         return await self._handle(request, product)
 
     def _authenticate(self, request: Request, body: bytes, product: Product) -> tuple[str | None, str]:
@@ -140,13 +141,15 @@ class TencentSim:
             or not {"content-type", "host"} <= set(auth.signed_headers)
         ):
             return None, "AuthFailure.SignatureFailure"
+        # The SDK's profile.unsignedPayload signs the literal "UNSIGNED-PAYLOAD" instead.
+        unsigned = headers.get("x-tc-content-sha256") == "UNSIGNED-PAYLOAD"
         expected = tc3_verify.expected_signature(
             auth,
             secret_key,
             method=request.method,
             query=request.url.query,
             headers=headers,
-            body=body,
+            body=b"UNSIGNED-PAYLOAD" if unsigned else body,
             timestamp=timestamp,
         )
         if not hmac.compare_digest(expected, auth.signature):
@@ -156,7 +159,7 @@ class TencentSim:
     async def _handle(self, request: Request, product: Product) -> Response:
         state = self.state
         request_id = str(uuid.uuid4())
-        arrived = time.monotonic()  # the quota counts arrivals, before the body is read
+        arrived = state.clock()  # the quota counts arrivals, before the body is read
         body = await request.body()
         secret_id, auth_error = self._authenticate(request, body, product)
         if secret_id is None:
@@ -171,6 +174,10 @@ class TencentSim:
             return _error(request_id, product.arrears_code, "The account is in arrears.")
         await state.latency()
         stats = state.account(account)
+        injected = state.faults.take(product.protocol, state.rng)
+        if injected is not None:
+            stats.injected += 1
+            return self._injected(account, request_id, product, injected)
         if state.in_outage():
             stats.injected += 1
             state.record(account, "HTTP 502")
@@ -197,6 +204,11 @@ class TencentSim:
         except (ValueError, TypeError):
             state.record(account, "InvalidParameter")
             return _error(request_id, "InvalidParameter", "The request body is not a JSON object.")
+        asked = [name for name in ENCRYPT_PARAMS if params.get(name) not in (None, False, "")]
+        if product is FACEID and asked:
+            state.record(account, "UnsupportedOperation")
+            message = f"{', '.join(asked)}: encrypted requests and responses are not simulated."
+            return _error(request_id, "UnsupportedOperation", message)
         image, image_error = await self._image(params)
         if image_error:
             state.record(account, image_error)
@@ -204,6 +216,18 @@ class TencentSim:
         if product is FACEID:
             return self._faceid(account, request_id, params, image)
         return self._ocr(account, request_id, params, image)
+
+    def _injected(self, account: str, request_id: str, product: Product, fault: CodeFault) -> Response:
+        """A documented code on demand: in ``Response.Error`` (not billed) or, for FaceID
+        with ``"in": "result"``, as a business answer in ``Result`` (billed, no fields)."""
+        code = fault.code
+        if fault.place == "result":
+            self.state.bill(account, code.code, None)
+            extra = self.state.faults.extra_fields
+            fields = faceid_fields(code.code, code.message, {}, 0.0, "", 0.0, extra=extra)
+            return _envelope(request_id, **fields)
+        self.state.record(account, code.code)
+        return _error(request_id, code.code, code.message)
 
     async def _image(self, params: dict[str, Any]) -> tuple[bytes, str]:
         """The image bytes, or an error code (ImageUrl wins when both are given)."""
@@ -235,23 +259,17 @@ class TencentSim:
             self.state.record(account, answer.result)
             return _error(request_id, answer.result, answer.description)
         self.state.bill(account, answer.result, item_key(answer.truth))
-        f = answer.fields
-        return _envelope(
-            request_id,
-            Sim=answer.sim,
-            Result=answer.result,
-            Description=answer.description,
-            Name=f.get("Name", ""),
-            Sex=f.get("Sex", ""),
-            Nation=f.get("Nation", ""),
-            Birth=f.get("Birth", ""),
-            Address=f.get("Address", ""),
-            IdNum=f.get("IdNum", ""),
-            Portrait=FAKE_PORTRAIT if f else "",
-            Warnings=",".join(answer.warnings),
-            Quality=answer.quality if config.get("Quality") else 0,
-            Encryption=None,
+        # Quality is scored whatever the Config (seed 002_'s example: 99 with CopyWarn only).
+        fields = faceid_fields(
+            answer.result,
+            answer.description,
+            answer.fields,
+            answer.sim,
+            ",".join(answer.warnings),
+            answer.quality,
+            extra=self.state.faults.extra_fields,
         )
+        return _envelope(request_id, **fields)
 
     def _ocr(self, account: str, request_id: str, params: dict[str, Any], image: bytes) -> Response:
         state = self.state
@@ -286,36 +304,9 @@ class TencentSim:
             state.record(account, code)
             return _error(request_id, code, message)
         state.bill(account, "Success", item_key(truth, truth.side))
-        return _envelope(request_id, **_ocr_fields(truth), AdvancedInfo=json.dumps(_advanced(truth, config)))
-
-
-def _ocr_fields(truth: Truth) -> dict[str, str]:
-    out = dict.fromkeys(("Name", "Sex", "Nation", "Birth", "Address", "IdNum", "Authority", "ValidDate"), "")
-    if truth.side == "front":
-        out.update(card_fields(truth))
-    else:
-        out["Authority"] = truth.identity.authority
-        out["ValidDate"] = truth.identity.validity_text()
-    return out
-
-
-def _advanced(truth: Truth, config: dict[str, Any]) -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    if config.get("CropIdCard"):
-        info["IdCard"] = FAKE_PORTRAIT
-    if config.get("CropPortrait") and truth.side == "front":
-        info["Portrait"] = FAKE_PORTRAIT
-    if config.get("Quality"):
-        info["Quality"] = int(quality_of(truth))
-    if config.get("BorderCheckWarn"):
-        bordered = {"border_incomplete", "border_occluded"} & set(truth.variants)
-        info["BorderCodeValue"] = 85 if bordered else 8
-    warn_flags = {flag for flag, _ in OCR_WARN_FLAGS.values() if flag}
-    codes = [
-        code
-        for variant, (flag, code) in OCR_WARN_FLAGS.items()
-        if variant in truth.variants and (flag is None or config.get(flag))
-    ]
-    if codes or any(config.get(flag) for flag in warn_flags):
-        info["WarnInfos"] = sorted(codes, reverse=True)
-    return info
+        info = advanced_info(truth, config, seed_list=state.faults.ocr_warn_list == "seed")
+        extra: dict[str, Any] = {}
+        if state.faults.extra_fields:
+            info[EXTRA_FIELD] = {"nested": [1, "two"]}
+            extra[EXTRA_FIELD] = {"nested": True}
+        return _envelope(request_id, **ocr_fields(truth), AdvancedInfo=json.dumps(info), **extra)

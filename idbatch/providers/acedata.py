@@ -124,7 +124,15 @@ class AceDataProvider:
                 retry_after_s=parse_retry_after(response.headers.get("retry-after")),
             )
         result_code = str(payload.get("result") or "")
+        # The seed's success example has no trace_id (its error example does): optional.
         request_id = payload.get("trace_id") or response.headers.get("x-request-id")
+        if payload.get("encryption"):
+            raise errors.AccountBlocked(
+                "encrypted answer: idbatch does not request encryption",
+                http_status=200,
+                provider_code="encryption",
+                request_id=request_id,
+            )
         if result_code in FACEID_ERRORS:
             raise FACEID_ERRORS[result_code](
                 f"result {result_code}: {payload.get('description') or ''}".strip(),

@@ -58,8 +58,8 @@ def answer_warns(answer: dict[str, Any]) -> list[Warn]:
             warns.append(
                 Warn(warning, WarningSource.PROVIDER, provider_code=f"idcard_number_type:{number_type}")
             )
-    msg = answer.get("msg")
-    if isinstance(msg, dict) and msg.get("valid") is False:
+    msg = message(answer)
+    if msg.get("valid") in (False, "false"):
         warns.append(Warn(WarningCode.ID_CHECKSUM_INVALID, WarningSource.PROVIDER, provider_code="valid"))
     return warns
 
@@ -78,11 +78,23 @@ WORDS_KEYS = {
 }
 
 
+def message(answer: dict[str, Any]) -> dict[str, Any]:
+    """``msg`` as one object: the seed types it "array", so a list of objects is merged."""
+    msg = answer.get("msg")
+    if isinstance(msg, dict):
+        return msg
+    out: dict[str, Any] = {}
+    if isinstance(msg, list):
+        for item in msg:
+            if isinstance(item, dict):
+                out.update(item)
+    return out
+
+
 def fields(answer: dict[str, Any]) -> dict[str, Any]:
-    msg = answer.get("msg") if isinstance(answer.get("msg"), dict) else {}
-    words = answer.get("words_result") if isinstance(answer.get("words_result"), dict) else {}
-    assert isinstance(msg, dict)
-    assert isinstance(words, dict)
+    msg = message(answer)
+    raw_words = answer.get("words_result")
+    words: dict[str, Any] = raw_words if isinstance(raw_words, dict) else {}
     out: dict[str, Any] = {}
     for key, word_key in WORDS_KEYS.items():
         value = msg.get(key)

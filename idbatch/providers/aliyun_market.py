@@ -1,11 +1,16 @@
 """Aliyun-marketplace ID card OCR (seed 004_): a vendor API behind Aliyun's API gateway.
 
-``POST {base_url}{path}`` with ``Authorization: APPCODE <code>`` and a form body:
-``image`` (base64, urlencoded by the form encoding, or an image URL), ``id_card_side``
-(front/back: a job with a back image makes two calls), ``detect_direction``,
-``detect_risk`` and ``detect_photo``. Answers follow Baidu's ID card OCR: ``msg`` (the
-parsed fields, with ``valid``), ``words_result``, ``image_status``, ``risk_type``,
-``edit_tool``, ``idcard_number_type``, ``photo``, ``log_id``.
+``POST {base_url}{path}`` with ``Authorization: APPCODE <code>`` and a JSON body (the
+seed's 460 "body is not valid JSON" and 461 "missing key: image" describe one):
+``image`` (base64 or an image URL), ``id_card_side`` (front/back: a job with a back image
+makes two calls), ``detect_direction``, ``detect_risk`` and ``detect_photo``. Answers
+follow Baidu's ID card OCR: ``msg`` (the parsed fields, with ``valid``; typed "array" in
+the seed, so an object or a list of objects), ``words_result``, ``image_status``,
+``risk_type``, ``edit_tool``, ``idcard_number_type`` (a string in the seed; numbers are
+read too), ``photo``, ``log_id`` (a uint64: kept exact, as the call's request id, since
+it is what the vendor asks for to locate a problem; the gateway's ``X-Ca-Request-Id``
+only when there is no ``log_id``). A vendor error's body is undocumented: the status
+decides, a message found in the body (text or JSON) only refines 462 and 464.
 
 Who answered decides how to read an error: a response carrying ``X-Ca-Error-Code`` /
 ``X-Ca-Error-Message`` was produced by the gateway and is classified by that message
@@ -190,7 +195,7 @@ class AliyunMarketProvider:
         config = request.config
         try:
             handoff, image = choose_handoff(source, self._handoff, limits.ALIYUN, side=side)
-            form = {
+            body = {
                 "image": limits.b64(image) if isinstance(image, bytes) else image,
                 "id_card_side": side,
                 "detect_direction": _flag(config.get("detect_direction", True)),
@@ -202,16 +207,16 @@ class AliyunMarketProvider:
                     self._client,
                     self._url,
                     side=side,
-                    data=form,
+                    json=body,
                     headers={"Authorization": f"APPCODE {self._appcode}", "Accept": "application/json"},
                 )
             request_id = response.headers.get("x-ca-request-id")
             if response.status_code == 200:
                 try:
-                    body = response.json()
+                    answer = response.json()
                 except ValueError:
-                    body = None
-                if not isinstance(body, dict):
+                    answer = None
+                if not isinstance(answer, dict):
                     raise errors.Unavailable(
                         "HTTP 200 with a body that is not a JSON object",
                         http_status=200,
@@ -223,13 +228,13 @@ class AliyunMarketProvider:
                 record = CallRecord(
                     side=side,
                     http_status=200,
-                    provider_code=str(body.get("image_status") or "200"),
-                    request_id=request_id or _str(body.get("log_id")),
+                    provider_code=str(answer.get("image_status") or "200"),
+                    request_id=_str(answer.get("log_id")) or request_id,
                     latency_ms=latency_ms,
                     billable=True,
                     handoff=handoff,
                 )
-                return body, record
+                return answer, record
             with handing_off(handoff):
                 outcome = self._error(response, side, request_id)
             record = CallRecord(

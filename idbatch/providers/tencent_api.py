@@ -107,6 +107,21 @@ class TencentCaller:
         )
 
 
+def refuse_encrypted(reply: TencentReply, *, side: str) -> None:
+    """An encrypted answer (``Encryption`` set, ``EncryptedBody``) cannot be read: idbatch
+    never asks for one, so the account or something between us and Tencent does. That is
+    configuration, not the card: block the account rather than record empty fields."""
+    payload = reply.response
+    if payload.get("Encryption") or payload.get("EncryptedBody"):
+        raise errors.AccountBlocked(
+            "encrypted answer (Encryption/EncryptedBody): idbatch does not request encryption",
+            http_status=reply.http_status,
+            provider_code="Encryption",
+            request_id=reply.request_id,
+            side=side,
+        )
+
+
 def raise_error(reply: TencentReply, cls: type[errors.ProviderError], code: str, *, side: str) -> NoReturn:
     raise cls(
         f"{code}: {reply.error_message}".strip(),

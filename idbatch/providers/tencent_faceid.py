@@ -23,7 +23,9 @@ Error mapping — ``ERRORS`` below, built from two documented lists::
         IdNoExistSystem, IdPhotoNoExist, ImageNoIdCard, ImageBlur, ...  verdict
     transport error / timeout                                        Unavailable
 
-Outcomes are billable answers; errors are not billed.
+Outcomes are billable answers when they come in ``Result``; an answer in
+``Response.Error`` is not billed, whatever its code (Cloud API 3.0 charges no call that
+ends in an error, as the OCR adapter and the simulator's counts also assume).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import httpx
 from idbatch.providers import errors, limits
 from idbatch.providers.base import CallRecord, ProviderAnswer, VerifyRequest
 from idbatch.providers.common import choose_handoff, handing_off, lookup
-from idbatch.providers.tencent_api import TencentProduct, raise_error
+from idbatch.providers.tencent_api import TencentProduct, raise_error, refuse_encrypted
 from idbatch.providers.tencent_codes import (
     FACEID_ERRORS,
     FACEID_OUTCOMES,
@@ -91,6 +93,7 @@ class TencentFaceIdProvider(TencentProduct):
             params["Config"] = json.dumps(config, separators=(",", ":"))
         with handing_off(handoff):
             reply = self._caller.call(params, side="front")
+            refuse_encrypted(reply, side="front")
             payload = reply.response
             code = reply.error_code or str(payload.get("Result") or "")
             if code not in OUTCOMES:
@@ -102,7 +105,7 @@ class TencentFaceIdProvider(TencentProduct):
             provider_code=code,
             request_id=reply.request_id,
             latency_ms=reply.latency_ms,
-            billable=True,
+            billable=reply.error_code is None,
             handoff=handoff,
         )
         result = faceid_result(

@@ -5,6 +5,8 @@ FRONT or BACK, so a job with a back image makes two calls and the fields are mer
 (front: name ... ID number; back: authority and validity). ``AdvancedInfo`` is a JSON
 *string* inside the JSON answer and is parsed a second time. ``WarnInfos`` may hold the
 seed's codes (-9100..-9107) or the current ones (-9101..-9111); both are accepted.
+``BorderCodeValue`` (asked with BorderCheckWarn) above the seed's threshold of 50 is an
+incomplete border even when ``WarnInfos`` names none.
 OCR only reads the card: it cannot check the identity against a registry.
 
 Error mapping (``ERRORS``, ``OUTCOMES``)::
@@ -74,6 +76,7 @@ SERVICE = "ocr"
 ACTION = "IDCardOCR"
 VERSION = "2018-11-19"
 QUALITY_THRESHOLD = 50.0  # the seed's recommended minimum
+BORDER_THRESHOLD = 50.0  # the seed: BorderCodeValue above 50 means a border likely occluded
 
 # Every Config flag of seed 003_, from our snake_case batch config or given verbatim.
 CONFIG_KEYS = {
@@ -200,6 +203,17 @@ class TencentOcrProvider(TencentProduct):
                 continue
             info = parse_advanced_info(reply.response.get("AdvancedInfo"))
             warns += card_warns([str(code) for code in info.get("WarnInfos") or []])
+            border = to_float(info.get("BorderCodeValue"))
+            bordered = {WarningCode.BORDER_INCOMPLETE, WarningCode.BORDER_OCCLUDED}
+            if border is not None and border > BORDER_THRESHOLD and not bordered & {w.code for w in warns}:
+                warns.append(
+                    Warn(
+                        WarningCode.BORDER_INCOMPLETE,
+                        WarningSource.PROVIDER,
+                        provider_code="BorderCodeValue",
+                        detail=f"border score {border:.0f} > {BORDER_THRESHOLD:.0f}",
+                    )
+                )
             score = to_float(info.get("Quality"))
             if score is not None:
                 quality = score if quality is None else min(quality, score)

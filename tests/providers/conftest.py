@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from idbatch.providers.tencent_ocr import TencentOcrProvider
 from idbatch.servers import BackgroundServer
 from simulator.app import create_app
 from simulator.cards import Identity, RegistryEntry, Truth, make_id_number, render
-from simulator.state import SimState
+from simulator.state import Faults, SimState
 
 SECRET_ID = "sim-tencent-secret-id"
 SECRET_KEY = "sim-tencent-secret-key"
@@ -150,3 +151,38 @@ def sim() -> Iterator[Sim]:
     ):
         host.url = images.url
         yield Sim(server.url, state, host, client)
+
+
+@pytest.fixture(scope="module")
+def _shared_servers() -> Iterator[Sim]:
+    host = ImageHost("")
+
+    async def serve(request: Request) -> Response:
+        data = host.files.get(request.path_params["name"])
+        return Response(status_code=404) if data is None else Response(data, media_type="image/jpeg")
+
+    state = SimState(seed=3, quotas={"aliyun": 1000.0})
+    with (
+        BackgroundServer(Starlette(routes=[Route("/img/{name}", serve)])) as images,
+        BackgroundServer(create_app(state)) as server,
+        httpx.Client(timeout=httpx.Timeout(5.0)) as client,
+    ):
+        host.url = images.url
+        yield Sim(server.url, state, host, client)
+
+
+@pytest.fixture
+def shared_sim(_shared_servers: Sim) -> Sim:
+    """Like ``sim`` but one server pair per module, its state wiped before each test:
+    for the long parametrized tables (one HTTP call each), where starting two servers
+    per case would cost more than the case."""
+    sim = _shared_servers
+    state = sim.state
+    state.faults = Faults()
+    state.registry.clear()
+    state.reset_stats()
+    state.quotas.clear()
+    state.quotas.update({"acedata": 50.0, "faceid": 100.0, "ocr": 20.0, "aliyun": 1000.0})
+    state.clock = time.monotonic
+    sim.images.files.clear()
+    return sim

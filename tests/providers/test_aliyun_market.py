@@ -1,9 +1,9 @@
-"""Aliyun-marketplace ID card OCR: APPCODE, form body, result fields, gateway vs vendor errors."""
+"""Aliyun-marketplace ID card OCR: APPCODE, JSON body, result fields, gateway vs vendor errors."""
 
 from __future__ import annotations
 
 import io
-from urllib.parse import parse_qs
+import json
 
 import httpx
 import pytest
@@ -123,21 +123,27 @@ def test_a_wrong_appcode_blocks_the_account(sim: Sim) -> None:
 # --- unit: request shape (httpx.MockTransport) -----------------------------------------
 
 
-def test_request_is_an_appcode_form_with_the_documented_parameters() -> None:
+def test_request_is_an_appcode_json_body_with_the_documented_parameters() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"image_status": "normal", "msg": {"valid": True}, "log_id": 1})
+        return httpx.Response(
+            200, json={"image_status": "normal", "msg": {"valid": True}, "log_id": 2**64 - 1}
+        )
 
     provider = AliyunMarketProvider(
         httpx.Client(transport=httpx.MockTransport(handler)), base_url="https://h", appcode="abc"
     )
     data = card()
-    provider.verify(VerifyRequest(1, ImageSource("f", None, lambda: data), None, {"copy_warn": True}))
+    answer = provider.verify(
+        VerifyRequest(1, ImageSource("f", None, lambda: data), None, {"copy_warn": True})
+    )
+    assert answer.calls[0].request_id == str(2**64 - 1)  # the vendor's log_id, exact
     request = seen[0]
     assert request.headers["Authorization"] == "APPCODE abc"
-    form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+    assert request.headers["content-type"] == "application/json"
+    form = json.loads(request.content)  # seed 004_'s 460/461 describe a JSON body
     assert form["id_card_side"] == "front"
     assert (form["detect_risk"], form["detect_direction"], form["detect_photo"]) == ("true", "true", "false")
     assert len(form["image"]) > 100
