@@ -102,6 +102,9 @@ RAW_ALLOWED_KEYS = frozenset(
         "edit_tool",
         "direction",
         "photo",
+        "photo_location",  # seed 004_: the portrait's box (coordinates only)
+        "idcard_number_type",  # seed 004_: number vs sex/birth consistency (-1..4)
+        "valid",  # seed 004_ (2020-05-18): the number passes the ID-number rules
         "住址",
         "公民身份号码",
         "出生",

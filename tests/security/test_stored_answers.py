@@ -52,3 +52,21 @@ def test_stored_raw_answers_keep_only_documented_fields() -> None:
     assert stored["front"]["Sim"] == "91.2" and stored["front"]["Name"] == "x"
     assert "SelfieBase64" not in stored["front"] and "NewField" not in stored["front"]
     assert stored["front"]["_dropped"] == ["NewField", "SelfieBase64"]  # named, not silently gone
+
+
+def test_the_aliyun_seeds_documented_result_fields_are_kept() -> None:
+    """Seed 004_ documents idcard_number_type, valid and photo_location: they are not dropped."""
+    from idbatch.raw_answers import raw_for_storage
+
+    answer = {
+        "front": {
+            "idcard_number_type": "1",
+            "valid": True,
+            "photo_location": {"left": 1, "top": 2, "width": 3, "height": 4},
+            "image_status": "normal",
+        }
+    }
+    stored = raw_for_storage(answer)["front"]
+    assert "_dropped" not in stored
+    assert stored["idcard_number_type"] == "1" and stored["valid"] is True
+    assert stored["photo_location"]["width"] == 3
