@@ -207,8 +207,12 @@ def worker(
         settings = apply_env({"IDBATCH_DB_PRE_PING": "false"})
     from workers.celery_app import app as celery_app
 
+    # Celery prints its banner straight to the real stdout, past any logging: with JSON
+    # logs it would be the one non-JSON block of the output (the same facts are logged).
+    quiet = ["--quiet"] if settings.log_json else []
     celery_app.worker_main(
         [
+            *quiet,  # a global option of `celery`: before the sub-command
             "worker",
             f"--concurrency={concurrency or settings.worker_concurrency}",
             f"--loglevel={loglevel}",
