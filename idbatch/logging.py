@@ -30,7 +30,7 @@ SWEEP_TASK = "idbatch.sweep"  # = dispatch.app.SWEEP (the core cannot import dis
 _TASK_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace", "celery.worker.request")
 # Libraries that log every request or plugin at INFO: a line per provider call would cost
 # the hot path CPU and drown the rest; their warnings still come through.
-_CHATTY = ("httpx", "httpcore", "alembic.runtime.plugins", "botocore", "urllib3")
+_CHATTY = ("httpx", "httpcore", "alembic", "botocore", "urllib3")
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
