@@ -190,10 +190,19 @@ def status(
     console.print_json(json.dumps(out))
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n\n  idbatch report 7\n\n  idbatch report 7 --json > report.json\n\n"
+    "  idbatch report 7 --html report-7.html   (one self-contained file, masked)"
+)
 def report(
     batch: Annotated[int, typer.Argument(help="batch id")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False, help="write a self-contained HTML report with charts here (no network needed)"
+        ),
+    ] = None,
     reveal: Annotated[
         bool,
         typer.Option(help="show unmasked PII; writes an audit row (actor: IDBATCH_ACTOR or the OS user)"),
@@ -210,7 +219,16 @@ def report(
         rep = build_report(session, batch, reveal=reveal)
         if reveal:
             record_reveal(session, "report --reveal", batch)  # committed before anything is shown
-    if as_json:
+    if html is not None:
+        from app.report_html import provider_quota, render_html
+        from db.ops import report_series
+
+        with session_scope() as session:
+            series = report_series(session, batch)
+        page = render_html(rep, series, quota=provider_quota(get_settings(), rep.provider), revealed=reveal)
+        html.write_text(page, encoding="utf-8")
+        console.print(f"wrote {html} ({len(page) // 1024 + 1} KiB)")
+    elif as_json:
         sys.stdout.write(json.dumps(rep.as_dict(), ensure_ascii=False, default=str) + "\n")
     else:
         render_report(rep, console)
