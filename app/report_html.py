@@ -47,7 +47,8 @@ def bar_chart(
     """Horizontal bars, one per item, labelled with the value."""
     if not items:
         return '<p class="none">none</p>'
-    row, label_w = 24, 150
+    row = 24
+    label_w = min(260, 12 + int(7.5 * max(len(label) for label, _ in items)))  # ~7.5 px a character
     top = max(v for _, v in items) or 1
     h = row * len(items) + 6
     parts = [f'<svg viewBox="0 0 {width} {h}" width="{width}" height="{h}" role="img">']
