@@ -295,6 +295,9 @@ def listen(
     settings = get_settings()
     require_schema(settings.database_url)
     listener = EventListener(settings, queue_url=queue_url, provider=provider, config=parse_config(config))
+    from workers.metrics import serve
+
+    serve(settings, with_backlog=False)  # ingest rows/s, on IDBATCH_METRICS_PORT (0: none)
     console.print(f"listening on {listener.queue_url} → batch {listener.batch_id}")
     total = listener.run(until_idle=until_idle)
     console.print_json(json.dumps(vars(total)))
