@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from idbatch import metrics  # noqa: E402 - after the path set-up, as a script
+from idbatch import metrics
 
 
 class Call(NamedTuple):
