@@ -99,7 +99,10 @@ def sweep(
     metrics.republished("expired_lease", result.expired_leases)
     metrics.republished("lost_message", result.lost_messages)
     if result.published or result.cancelled:
-        log.info(
+        # Due retries are routine (every pass of a busy batch): DEBUG, counted in metrics.
+        # Expired leases (a worker died) and lost messages (the broker lost them) are news.
+        news = result.expired_leases or result.lost_messages or result.cancelled
+        (log.info if news else log.debug)(
             "sweep",
             due_retries=result.due_retries,
             expired_leases=result.expired_leases,
