@@ -201,6 +201,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # Loopback by default: metrics name accounts and batches; containers set 0.0.0.0.
     metrics_host: str = "127.0.0.1"
+    # OpenTelemetry tracing of Celery, httpx and SQLAlchemy (the `otel` extra), off by
+    # default; the exporter reads the standard OTEL_EXPORTER_OTLP_* variables.
+    otel_enabled: bool = False
+    otel_service_name: str = "idbatch"
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:

@@ -26,6 +26,7 @@ from idbatch.logging import configure
 from idbatch.pii import scrub
 from idbatch.settings import get_settings
 from workers import metrics
+from workers.tracing import setup_tracing
 
 
 def _level(loglevel: Any) -> str | int:
@@ -60,12 +61,16 @@ def _setup_logging(loglevel: Any = None, **_: Any) -> None:
 
 @worker_init.connect(weak=False)
 def _worker_metrics(**_: Any) -> None:
-    metrics.serve(get_settings(), with_backlog=False)
+    settings = get_settings()
+    setup_tracing(settings, "worker")  # before the worker builds its client and engine
+    metrics.serve(settings, with_backlog=False)
 
 
 @beat_init.connect(weak=False)
 def _beat_metrics(**_: Any) -> None:
-    metrics.serve(get_settings(), with_backlog=True)
+    settings = get_settings()
+    setup_tracing(settings, "beat")
+    metrics.serve(settings, with_backlog=True)
 
 
 @worker_process_shutdown.connect(weak=False)
