@@ -291,12 +291,13 @@ def listen(
 ) -> None:
     """Turn S3 upload events (from SQS) into jobs of a standing "events" batch."""
     from producers.events import EventListener
+    from workers.metrics import serve
+    from workers.tracing import setup_tracing
 
     settings = get_settings()
+    setup_tracing(settings, "listen")  # IDBATCH_OTEL_ENABLED (off by default), before any engine
     require_schema(settings.database_url)
     listener = EventListener(settings, queue_url=queue_url, provider=provider, config=parse_config(config))
-    from workers.metrics import serve
-
     serve(settings, with_backlog=False)  # ingest rows/s, on IDBATCH_METRICS_PORT (0: none)
     console.print(f"listening on {listener.queue_url} → batch {listener.batch_id}")
     total = listener.run(until_idle=until_idle)
