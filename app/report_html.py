@@ -224,7 +224,7 @@ def render_html(report: Report, series: Series, *, quota: float | None, revealed
     masking = (
         '<b class="bad">UNMASKED (revealed, audited)</b>'
         if revealed
-        else "PII masked (`idbatch report --reveal` to unmask, audited)"
+        else "PII masked (<code>idbatch report --reveal</code> to unmask, audited)"
     )
     started = series.started.strftime("%Y-%m-%d %H:%M:%S UTC") if series.started else "no calls"
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
