@@ -10,14 +10,23 @@ from typing import Annotated
 
 import typer
 
-from app import cli_admin
-from app.cli_common import app, console, embedded, parse_config, require_batch, require_schema
+from app import cli_admin, cli_ops
+from app.cli_common import (
+    LogLevel,
+    ProviderName,
+    app,
+    console,
+    embedded,
+    parse_config,
+    require_batch,
+    require_schema,
+)
 from idbatch.domain import BatchKind
 from idbatch.providers import KNOWN_PROVIDERS, ConfigError
 from idbatch.settings import get_settings
 from idbatch.storage.base import StorageError
 
-__all__ = ["app", "cli_admin", "main"]  # cli_admin: imported to register its commands
+__all__ = ["app", "cli_admin", "cli_ops", "main"]  # cli_admin, cli_ops: imported to register commands
 
 
 @app.command()
@@ -25,9 +34,7 @@ def demo(
     count: Annotated[int, typer.Option(help="synthetic cards in the sample")] = 200,
     seed: Annotated[int | None, typer.Option(help="seed for a reproducible sample")] = None,
     concurrency: Annotated[int, typer.Option(help="in-process worker threads")] = 16,
-    provider: Annotated[
-        str, typer.Option(help=f"one of {', '.join(KNOWN_PROVIDERS)} (all simulated)")
-    ] = "acedata",
+    provider: Annotated[ProviderName, typer.Option(help="provider (all simulated)")] = "acedata",
 ) -> None:
     """Run a real batch of synthetic cards end to end on the embedded default."""
     from app.demo import run_demo
@@ -40,12 +47,21 @@ def demo(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "Examples:\n\n  idbatch submit cards/manifest.csv\n\n"
+        "  idbatch submit s3://kyc-bucket/2024-06/ --provider tencent_ocr\n\n"
+        "  idbatch submit manifest.csv --force   (a rerun: call the provider again)\n\n"
+        "Settings: IDBATCH_DATABASE_URL, IDBATCH_BROKER_URL, IDBATCH_PROVIDER, IDBATCH_RATE_LIMITS."
+    )
+)
 def submit(
     manifest: Annotated[
         str, typer.Argument(help="CSV manifest: a path, s3://bucket/manifest.csv or an s3://bucket/prefix/")
     ],
-    provider: Annotated[str | None, typer.Option(help="provider (default: IDBATCH_PROVIDER)")] = None,
+    provider: Annotated[
+        ProviderName | None, typer.Option(help="provider (default: IDBATCH_PROVIDER)")
+    ] = None,
     config: Annotated[str | None, typer.Option(help="provider config as JSON")] = None,
     kind: Annotated[BatchKind, typer.Option(help="batch kind")] = BatchKind.BACKFILL,
     encoding: Annotated[str | None, typer.Option(help="force an encoding (default: per line)")] = None,
@@ -59,10 +75,11 @@ def submit(
     """Create a batch from a manifest and enqueue its jobs.
 
     A card already verified (same image bytes, provider, config and claims) reuses its
-    paid answer instead of being billed again, unless ``--force`` (= ``--kind rerun``).
+    paid answer instead of being billed again, unless `--force` (= `--kind rerun`).
 
     With the in-memory broker (embedded mode) the batch is processed in this process
-    and the report printed; otherwise the jobs go to the broker for ``idbatch worker``.
+    and the report printed; otherwise the jobs go to the broker for `idbatch worker`.
+    On a terminal a progress bar shows the ingest (rows, rows/s, ETA for a local file).
     """
     from idbatch.settings import Settings
     from producers.csv_manifest import ManifestError
@@ -74,15 +91,16 @@ def submit(
     embedded = settings.broker_url.startswith("memory://")
 
     def run(settings: Settings) -> SubmitResult:
-        return submit_target(
-            manifest,
-            settings=settings,
-            provider=provider,
-            config=parse_config(config),
-            kind=kind,
-            encoding=encoding,
-            resume=resume,
-        )
+        with cli_ops.ingest_progress(console):
+            return submit_target(
+                manifest,
+                settings=settings,
+                provider=provider,
+                config=parse_config(config),
+                kind=kind,
+                encoding=encoding,
+                resume=resume,
+            )
 
     try:
         if embedded:
@@ -129,21 +147,40 @@ def submit(
     )
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "Examples:\n\n  idbatch status 7\n\n"
+        "  idbatch status 7 --watch --timeout 3600 --max-failed-percent 0.5"
+        "\n\nExit codes with --watch: 0 finished with at most --max-failed-percent failed jobs; "
+        "1 timed out or more failed; 2 no such batch."
+    )
+)
 def status(
-    batch: Annotated[int, typer.Argument(help="batch id")],
-    watch: Annotated[bool, typer.Option(help="follow with a progress bar until done")] = False,
+    batch: Annotated[int, typer.Argument(help="batch id (see `idbatch batches`)")],
+    watch: Annotated[
+        bool, typer.Option(help="follow with a progress bar (rate, ETA) until every row is terminal")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="with --watch: give up after this many seconds (exit 1)")
+    ] = None,
+    max_failed_percent: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=100,
+            help="with --watch: exit 1 when more than this % of jobs failed (processing failed; "
+            "negative verdicts and rejected rows do not count)",
+        ),
+    ] = 0.0,
 ) -> None:
-    """Live counts for a batch."""
+    """Live counts for a batch, or follow it to the end with --watch."""
     from db.reports import status_counts
     from db.session import session_scope
 
-    require_batch(batch)
     if watch:
-        from app.embedded import wait_for_batch
-
-        wait_for_batch(batch, console)
+        cli_ops.watch(batch, timeout, max_failed_percent)
         return
+    require_batch(batch)
     with session_scope() as session:
         counts = status_counts(session, batch)
         from db.accounts import accounts as circuit_accounts
@@ -153,10 +190,19 @@ def status(
     console.print_json(json.dumps(out))
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n\n  idbatch report 7\n\n  idbatch report 7 --json > report.json\n\n"
+    "  idbatch report 7 --html report-7.html   (one self-contained file, masked)"
+)
 def report(
     batch: Annotated[int, typer.Argument(help="batch id")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False, help="write a self-contained HTML report with charts here (no network needed)"
+        ),
+    ] = None,
     reveal: Annotated[
         bool,
         typer.Option(help="show unmasked PII; writes an audit row (actor: IDBATCH_ACTOR or the OS user)"),
@@ -173,7 +219,16 @@ def report(
         rep = build_report(session, batch, reveal=reveal)
         if reveal:
             record_reveal(session, "report --reveal", batch)  # committed before anything is shown
-    if as_json:
+    if html is not None:
+        from app.report_html import provider_quota, render_html
+        from db.ops import report_series
+
+        with session_scope() as session:
+            series = report_series(session, batch)
+        page = render_html(rep, series, quota=provider_quota(get_settings(), rep.provider), revealed=reveal)
+        html.write_text(page, encoding="utf-8")
+        console.print(f"wrote {html} ({len(page) // 1024 + 1} KiB)")
+    elif as_json:
         sys.stdout.write(json.dumps(rep.as_dict(), ensure_ascii=False, default=str) + "\n")
     else:
         render_report(rep, console)
@@ -185,11 +240,13 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="threads (default IDBATCH_WORKER_CONCURRENCY)")
     ] = None,
-    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+    loglevel: Annotated[LogLevel, typer.Option(help="log level")] = "INFO",
 ) -> None:
     """Start a Celery worker process (production mode).
 
-    Further options go to ``celery worker`` as they are (e.g. ``-E``, ``--hostname=w1@%h``).
+    Further options go to `celery worker` as they are (e.g. `-E`, `--hostname=w1@%h`).
+    Serves Prometheus /metrics on IDBATCH_METRICS_PORT (0: none); IDBATCH_LOG_JSON=true
+    makes every line of its output JSON.
     """
     settings = get_settings()
     if settings.broker_url.startswith("memory://"):
@@ -207,8 +264,12 @@ def worker(
         settings = apply_env({"IDBATCH_DB_PRE_PING": "false"})
     from workers.celery_app import app as celery_app
 
+    # Celery prints its banner straight to the real stdout, past any logging: with JSON
+    # logs it would be the one non-JSON block of the output (the same facts are logged).
+    quiet = ["--quiet"] if settings.log_json else []
     celery_app.worker_main(
         [
+            *quiet,  # a global option of `celery`: before the sub-command
             "worker",
             f"--concurrency={concurrency or settings.worker_concurrency}",
             f"--loglevel={loglevel}",
@@ -222,16 +283,22 @@ def worker(
 @app.command()
 def listen(
     queue_url: Annotated[str | None, typer.Option(help="SQS queue (IDBATCH_EVENTS_QUEUE_URL)")] = None,
-    provider: Annotated[str | None, typer.Option(help="provider (default: IDBATCH_PROVIDER)")] = None,
+    provider: Annotated[
+        ProviderName | None, typer.Option(help="provider (default: IDBATCH_PROVIDER)")
+    ] = None,
     config: Annotated[str | None, typer.Option(help="provider config as JSON")] = None,
     until_idle: Annotated[bool, typer.Option(help="exit after the first empty poll")] = False,
 ) -> None:
     """Turn S3 upload events (from SQS) into jobs of a standing "events" batch."""
     from producers.events import EventListener
+    from workers.metrics import serve
+    from workers.tracing import setup_tracing
 
     settings = get_settings()
+    setup_tracing(settings, "listen")  # IDBATCH_OTEL_ENABLED (off by default), before any engine
     require_schema(settings.database_url)
     listener = EventListener(settings, queue_url=queue_url, provider=provider, config=parse_config(config))
+    serve(settings, with_backlog=False)  # ingest rows/s, on IDBATCH_METRICS_PORT (0: none)
     console.print(f"listening on {listener.queue_url} → batch {listener.batch_id}")
     total = listener.run(until_idle=until_idle)
     console.print_json(json.dumps(vars(total)))
@@ -292,10 +359,13 @@ def cards(
 
 
 @app.command()
-def beat(loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO") -> None:
+def beat(
+    loglevel: Annotated[LogLevel, typer.Option(help="log level")] = "INFO",
+) -> None:
     """Run Celery beat: sends the sweep task (due retries, lost messages, dead workers).
 
     Run one per deployment; a second is harmless (the sweep locks the rows it publishes).
+    Serves /metrics on IDBATCH_METRICS_PORT, with the backlog of open jobs.
     """
     if embedded():
         console.print("[red]beat needs a real broker;[/red] the embedded mode sweeps in-process")

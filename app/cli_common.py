@@ -3,18 +3,50 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+import typer.core
 from rich.console import Console
 
 from idbatch.logging import configure
 from idbatch.settings import get_settings
 
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Any unexpected error of any command ends as one line and exit 1 (2 for bad settings),
+    never a traceback; the traceback is logged at DEBUG (``IDBATCH_LOG_LEVEL=DEBUG``)."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.core vendors click: its Context is private
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):  # usage errors, exits: as they are
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place every other error becomes a line
+            from app.cli_ops import report_error
+
+            raise typer.Exit(report_error(exc)) from None
+
+
+# The provider names as CLI choices (tests/cli checks they equal KNOWN_PROVIDERS).
+ProviderName = Literal["acedata", "tencent_faceid", "tencent_ocr", "aliyun_market"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     help="Verify Chinese resident ID cards in bulk through provider APIs.",
+    epilog=(
+        "Exit codes: 0 ok; 1 failure (status --watch timed out or too many jobs failed, "
+        "an ingest interrupted, any unexpected error, shown as one line); "
+        "2 usage error or not found (a batch, a provider, a bucket, bad settings).\n\n"
+        "Settings come from IDBATCH_* environment variables (README, Configuration): "
+        "IDBATCH_DATABASE_URL, IDBATCH_BROKER_URL, IDBATCH_PROVIDER, IDBATCH_LOG_JSON, "
+        "IDBATCH_LOG_LEVEL, IDBATCH_METRICS_PORT, ..."
+    ),
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

@@ -6,6 +6,7 @@ run a real batch end to end inside one process with the production task code.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,6 +78,11 @@ def embedded_stack(settings: Settings, concurrency: int | None = None) -> Iterat
     """
     upgrade(settings.database_url)
     app = current_app(settings)
+    # The in-process worker shares the terminal with the progress bar: Celery's per-task
+    # lines (and kombu's note that memory:// has no host) would bury it. A real
+    # `idbatch worker` logs them; here the report at the end says what happened.
+    for name in ("celery", "kombu"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     with (
         embedded_worker(app, concurrency or settings.worker_concurrency, settings.queue) as worker,
         sweeper_thread(settings, app),

@@ -6,8 +6,18 @@ import time
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from db.reports import Report
 
@@ -66,6 +76,14 @@ def render_report(report: Report, console: Console) -> None:
         console.print(t)
 
 
+class RateColumn(ProgressColumn):
+    """Jobs finished per second, over rich's recent window (so a stall shows at once)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f} jobs/s", style="progress.data.speed")
+
+
 def follow(
     poll: Callable[[], tuple[int, int, dict[str, int], bool]],
     console: Console,
@@ -83,9 +101,13 @@ def follow(
         TextColumn("[bold]verifying"),
         BarColumn(),
         MofNCompleteColumn(),
+        RateColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
         console=console,
+        speed_estimate_period=60.0,
         transient=False,
     ) as progress:
         task = progress.add_task("batch", total=None, detail="")

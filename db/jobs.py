@@ -59,6 +59,7 @@ class Claim:
     row_number: int | None = None
     line_number: int | None = None
     seq: int = 1  # this claim's number, never reused: attempt rows are numbered by it
+    kind: str = "backfill"  # the batch's kind, a metrics label (read once per batch, no query)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class _BatchFacts:
     config: dict[str, object]
     source: str
     rerun: bool
+    kind: str = "backfill"
 
 
 # Provider, config, source and kind never change after a batch is created (its *state*
@@ -85,7 +87,11 @@ def _facts(session: Session, batch_id: int) -> _BatchFacts:
             )
         ).one()
         facts = _BatchFacts(
-            row.provider, dict(row.provider_config or {}), row.source, row.kind == BatchKind.RERUN
+            row.provider,
+            dict(row.provider_config or {}),
+            row.source,
+            row.kind == BatchKind.RERUN,
+            str(BatchKind(row.kind).value),
         )
         if len(_batch_facts) > 10_000:
             _batch_facts.clear()
@@ -240,6 +246,7 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
         row_number=row.row_number,
         line_number=row.line_number,
         seq=row.claim_seq,
+        kind=facts.kind,
     )
 
 

@@ -194,6 +194,18 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # --- Operating it (issue 16): metrics and logs ---
+    # Each `idbatch worker` and `idbatch beat` serves Prometheus /metrics on this port
+    # (0: no server). Several processes on one host need one port each, or one
+    # PROMETHEUS_MULTIPROC_DIR shared by them (see idbatch/metrics.py).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Loopback by default: metrics name accounts and batches; containers set 0.0.0.0.
+    metrics_host: str = "127.0.0.1"
+    # OpenTelemetry tracing of Celery, httpx and SQLAlchemy (the `otel` extra), off by
+    # default; the exporter reads the standard OTEL_EXPORTER_OTLP_* variables.
+    otel_enabled: bool = False
+    otel_service_name: str = "idbatch"
+
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
         if not self.database_url:

@@ -31,7 +31,7 @@ from db.ingest import JobInserter, create_batch, default_inserter, finish_ingest
 from db.models import utcnow
 from db.session import session_scope
 from dispatch.publish import Publisher, after_commit, default_publisher
-from idbatch import fields
+from idbatch import fields, metrics
 from idbatch.domain import BatchKind, JobStatus
 from idbatch.logging import get_logger
 from idbatch.pii import AD_CLAIMED_ID, AD_CLAIMED_NAME, scrub, vault
@@ -280,6 +280,7 @@ def ingest_rows(
                 after_commit(session, publisher, to_send)
         counts["rows"] += len(values)
         counts["queued"] += len(to_send)
+        metrics.ingest_progress.committed(len(values), len(to_send))
 
     def write(values: list[dict[str, Any]]) -> None:
         _bisecting(commit, storable_rows(values))
@@ -369,4 +370,9 @@ class IngestInterrupted(RuntimeError):
 
 def submit_path(path: Path, **kwargs: Any) -> SubmitResult:
     with path.open("rb") as fh:
-        return submit_manifest(fh, source=str(path.resolve()), **kwargs)
+        # the CLI's progress bar reads how far the file is read (tell() against its size)
+        metrics.ingest_progress.source, metrics.ingest_progress.size = fh, path.stat().st_size
+        try:
+            return submit_manifest(fh, source=str(path.resolve()), **kwargs)
+        finally:
+            metrics.ingest_progress.source = None

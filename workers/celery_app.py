@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dispatch.app import celery_app
+from workers import observe  # noqa: F401 - Celery signal hooks: our logging, /metrics
 
 app = celery_app()
 app.conf.include = ["workers.tasks"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
+from idbatch import metrics
 from idbatch.logging import get_logger
 from idbatch.providers import errors
 from idbatch.settings import Settings
@@ -113,6 +114,8 @@ class AccountGate:
                 error_class="account_blocked",
             )
         ticket = Ticket(self, provider, account, probing=decision.admission is Admission.PROBE)
+        if ticket.probing:
+            metrics.circuit_state(provider, account, metrics.CIRCUIT_HALF_OPEN)
         if self.limiter is None:
             return ticket
         ticket.policy = policy = self.policy(provider, account)
@@ -134,6 +137,7 @@ class AccountGate:
             late = self._clock() - planned
             if policy.ceiling <= 0 or late <= policy.late_s:
                 ticket.lease_id = lease_id if policy.max_in_flight > 0 else None
+                metrics.limiter_granted(provider, account, grant.wait_s, grant.rate)
                 return ticket
             # Woken too late (a loaded machine): calling now could put this call and the
             # one a window later closer together than the provider counts. Move the rest
@@ -143,6 +147,7 @@ class AccountGate:
             if self.limiter.late(key, policy, grant.start, late - policy.late_s):
                 self.limiter.note(key, "shifted_late")
                 ticket.lease_id = lease_id if policy.max_in_flight > 0 else None
+                metrics.limiter_granted(provider, account, grant.wait_s, grant.rate)
                 return ticket
             if policy.max_in_flight > 0:
                 self.limiter.release(key, lease_id)
@@ -174,11 +179,13 @@ class AccountGate:
                 )
         elif isinstance(exc, errors.AccountBlocked):
             self.circuit.blocked(ticket.provider, ticket.account, exc.message, exc.provider_code)
+            metrics.circuit_state(ticket.provider, ticket.account, metrics.CIRCUIT_OPEN)
             log.error("account circuit opened", account=key, code=exc.provider_code)
         elif exc is None or isinstance(exc, errors.ItemRejected):
             # An answer (even "bad item") proves the account works.
             if ticket.probing:
                 self.circuit.probe_answered(ticket.provider, ticket.account)
+                metrics.circuit_state(ticket.provider, ticket.account, metrics.CIRCUIT_CLOSED)
                 log.warning("account circuit closed by probe", account=key)
             if exc is None and limiter is not None and 0 < ticket.rate < ticket.policy.ceiling:
                 limiter.success(key, ticket.policy)

@@ -40,6 +40,7 @@ from db import sweeps
 from db.models import utcnow
 from dispatch.app import celery_app
 from dispatch.publish import Publisher, after_commit, broker_queue_depth, on, publish_jobs
+from idbatch import metrics
 from idbatch.logging import get_logger
 from idbatch.settings import Settings
 
@@ -94,8 +95,14 @@ def sweep(
     result.lost_messages = _drain(sweeps.lost_messages(cutoff, batch_id, now), publish)
     result.cancelled = sweeps.close_dead_cancelled(t)
     result.finished = sweeps.finish_batches(t, batch_id)
+    metrics.republished("due_retry", result.due_retries)
+    metrics.republished("expired_lease", result.expired_leases)
+    metrics.republished("lost_message", result.lost_messages)
     if result.published or result.cancelled:
-        log.info(
+        # Due retries are routine (every pass of a busy batch): DEBUG, counted in metrics.
+        # Expired leases (a worker died) and lost messages (the broker lost them) are news.
+        news = result.expired_leases or result.lost_messages or result.cancelled
+        (log.info if news else log.debug)(
             "sweep",
             due_retries=result.due_retries,
             expired_leases=result.expired_leases,

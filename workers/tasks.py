@@ -8,26 +8,50 @@ from __future__ import annotations
 
 import structlog
 from celery import current_app, shared_task
+from celery.exceptions import Retry
 
 from dispatch.app import FAN_OUT, SWEEP, VERIFY
 from dispatch.publish import publish_jobs
+from idbatch.domain import JobStatus
 from workers.runtime import runtime
 from workers.sweeper import sweep_with_app
 from workers.verify import process_job
 
 
-@shared_task(name=VERIFY, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+class JobFailed(Exception):
+    """The job ended ``failed`` (no answer after every attempt), told as a task failure.
+
+    Listed in the task's ``throws``: Celery records FAILURE (``task-failed`` for Flower
+    and ``celery events``) and logs one INFO line without a traceback, as for an expected
+    error. The message is acknowledged like any finished task (``acks_on_failure_or_timeout``
+    is Celery's default), and nothing retries it: Postgres already holds the final state.
+    """
+
+
+@shared_task(name=VERIFY, acks_late=True, reject_on_worker_lost=True, ignore_result=True, throws=(JobFailed,))
 def verify(job_id: int) -> str | None:
-    """Verify one job.
+    """Verify one job; the task state tells the truth about the job.
+
+    - ``failed``: raises ``JobFailed`` (task FAILURE, no traceback, no redelivery).
+    - ``retry_wait``: raises ``Retry`` without publishing anything (task RETRY,
+      ``task-retried``); the message is acknowledged as for any retry.
+    - any other outcome (passed, negative, rejected, nothing to do): SUCCESS with the
+      status as the result.
 
     A retry is *not* a new message: the job is left ``retry_wait`` with its
     ``next_attempt_at`` in Postgres and the sweeper publishes it when due. A countdown
     message would live only in Redis (lost on restart) and be re-delivered by Celery
-    after the visibility timeout even when it was not lost.
+    after the visibility timeout even when it was not lost. That is why ``Retry`` is
+    raised here bare instead of calling ``self.retry()``, which would publish one.
     """
     with structlog.contextvars.bound_contextvars(job_id=job_id):
         outcome = process_job(job_id, runtime())
-        return outcome.status.value if outcome.status else None
+    if outcome.status is JobStatus.FAILED:
+        raise JobFailed(f"job {job_id} failed: no answer after every attempt (see `idbatch report`)")
+    if outcome.status is JobStatus.RETRY_WAIT:
+        wait = outcome.retry_in_s or 0.0
+        raise Retry(f"job {job_id} waits {wait:.1f}s in Postgres; the sweeper republishes it", when=wait)
+    return outcome.status.value if outcome.status else None
 
 
 @shared_task(name=SWEEP, acks_late=False, ignore_result=True)

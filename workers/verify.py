@@ -20,12 +20,13 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import NamedTuple
 
 from db import jobs
 from db.jobs import Claim
 from db.models import utcnow
 from db.session import session_scope
-from idbatch import images
+from idbatch import images, metrics
 from idbatch.domain import ErrorClass
 from idbatch.logging import get_logger
 from idbatch.providers import errors
@@ -44,6 +45,13 @@ log = get_logger(__name__)
 CLAIM_DB_TRIES = 5  # then give up: the job stays queued and the sweeper re-publishes it
 
 __all__ = ["Claim", "Outcome", "process_job"]
+
+
+class _Call(NamedTuple):
+    """The failed call as the metrics see it (its CallRecord is built in ``record``)."""
+
+    billable: bool
+    latency_ms: float
 
 
 def default_policy(rt: Runtime) -> RetryPolicy:
@@ -67,14 +75,19 @@ def process_job(
         return Outcome(None)  # terminal, paused, someone else's, or not yet due
     policy = policy or default_policy(rt)
     try:
-        return _process_claimed(claimed, rt, policy, now)
+        outcome = _process_claimed(claimed, rt, policy, now)
     except Exception:
         # Whatever went wrong after the claim (a database error outside the retried
         # transactions, a bug), the job must not sit in ``running`` until its lease
         # expires: put it back (the attempt counts) and let the sweeper retry it soon.
         log.exception("job processing crashed; job put back", job_id=job_id)
-        durably(lambda: record.crashed(claimed, policy, rt), "release")
+        crashed = durably(lambda: record.crashed(claimed, policy, rt), "release")
+        if crashed.status is not None:
+            metrics.job_outcome(crashed.status.value, claimed.kind)
         raise
+    if outcome.status is not None:
+        metrics.job_outcome(outcome.status.value, claimed.kind)
+    return outcome
 
 
 def _process_claimed(
@@ -128,6 +141,7 @@ def _process_claimed(
     ticket = rt.gate().enter_any(claimed.provider, list(adapters))
     if ticket.defer_s is not None:
         reason_class = ErrorClass(ticket.error_class or ErrorClass.THROTTLED)
+        metrics.deferred(reason_class.value)
         return record.defer(claimed, ticket.defer_s, reason_class, ticket.reason, rt)
     provider = adapters[ticket.account]
     if single is None:
@@ -141,11 +155,19 @@ def _process_claimed(
             raise
     t0 = time.perf_counter()
     try:
-        with ticket:  # frees the in-flight slot; feeds the outcome to the limiter and circuit
+        # the ticket frees the in-flight slot; feeds the outcome to the limiter and circuit
+        with ticket, metrics.in_flight(claimed.provider).track_inprogress():
             answer = provider.verify(request)
     except errors.ProviderError as exc:
         latency_ms = (time.perf_counter() - t0) * 1000
         failure = exc
+        code = exc.provider_code or (str(exc.http_status) if exc.http_status else type(exc).__name__)
+        metrics.observe_calls(
+            claimed.provider,
+            provider.account,
+            [*exc.calls, _Call(exc.billable, latency_ms)],
+            failed_code=code,
+        )
         return durably(
             lambda: record.finish_error(
                 claimed, failure, started, latency_ms, provider.account, policy, rt, handoff=failure.handoff
@@ -154,6 +176,7 @@ def _process_claimed(
         )
 
     # record: the answer, its verdict and warnings, in one transaction
+    metrics.observe_calls(claimed.provider, provider.account, answer.calls)
     tries = itertools.count()
 
     def finish() -> Outcome:

@@ -65,10 +65,11 @@ def test_plain_celery_worker_and_beat_start_from_an_empty_directory(
         "IDBATCH_WORKER_CONCURRENCY": "3",
     }
     worker_log, beat_log = tmp_path / "worker.log", tmp_path / "beat.log"
+    # DEBUG: the sweep's routine lines (every 0.5 s here) are logged at DEBUG (issue 16)
     worker = _start(
-        ["worker", "--loglevel=INFO", "--without-gossip", "--without-mingle"], empty, env, worker_log
+        ["worker", "--loglevel=DEBUG", "--without-gossip", "--without-mingle"], empty, env, worker_log
     )
-    beat = _start(["beat", "--loglevel=INFO"], empty, env, beat_log)
+    beat = _start(["beat", "--loglevel=DEBUG"], empty, env, beat_log)
     procs = [worker, beat]
     try:
         _wait_for(worker_log, "ready.", procs)

@@ -1,0 +1,136 @@
+"""Every exit code of the operating commands, each in one line (no traceback anywhere):
+0 done, 1 failure (watch timed out / too many failed / unexpected error), 2 usage or not found."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import get_args
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+from app.cli_common import ProviderName
+from app.cli_ops import judge_watch
+from db.migrate import upgrade
+from db.models import Batch, Job
+from db.session import session_scope
+from idbatch.domain import BatchKind, JobStatus
+from idbatch.providers import KNOWN_PROVIDERS
+from tests.conftest import Env
+
+
+def make_batch(statuses: Iterable[JobStatus], *, kind: BatchKind = BatchKind.BACKFILL) -> int:
+    statuses = list(statuses)
+    with session_scope() as session:
+        batch = Batch(
+            source="synthetic.csv",
+            kind=kind,
+            provider="acedata",
+            total_rows=len(statuses),
+            ingest_complete=True,
+        )
+        session.add(batch)
+        session.flush()
+        for i, status in enumerate(statuses, 1):
+            session.add(Job(batch_id=batch.id, row_number=i, external_ref=f"R{i}", status=status))
+        return batch.id
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def db(env: Env) -> None:
+    upgrade(env().database_url)
+
+
+P, N, F = JobStatus.PASSED, JobStatus.NEGATIVE, JobStatus.FAILED
+
+
+def test_watch_of_a_finished_batch_is_exit_0(db: None) -> None:
+    batch = make_batch([P, P, N, JobStatus.REJECTED])  # negatives and rejected rows are not failures
+    code, out = run("status", str(batch), "--watch")
+    assert code == 0, out
+    assert f"batch {batch} finished: 4 jobs, 0 failed" in out
+
+
+def test_failed_jobs_over_the_budget_are_exit_1(db: None) -> None:
+    batch = make_batch([P, P, P, F])
+    code, out = run("status", str(batch), "--watch")  # default budget: no failed job
+    assert code == 1 and "1 of 4 jobs failed (25.0% > --max-failed-percent 0)" in out
+    code, out = run("status", str(batch), "--watch", "--max-failed-percent", "25")
+    assert code == 0, out
+
+
+def test_a_watch_that_times_out_is_exit_1(db: None) -> None:
+    batch = make_batch([P, JobStatus.QUEUED])
+    code, out = run("status", str(batch), "--watch", "--timeout", "0.3")
+    assert code == 1 and f"batch {batch} timed out after 0.3s" in out
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1(env: Env) -> None:
+    env(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    code, out = run("batches")
+    assert code == 1
+    assert out.strip() == "error: cannot reach the database (OperationalError); check IDBATCH_DATABASE_URL"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "not-a-number"],
+        ["status", "1", "--max-failed-percent", "150"],
+        ["batches", "--state", "nosuchstate"],
+        ["batches", "--limit", "0"],
+        ["submit", "x.csv", "--provider", "nosuchprovider"],
+        ["worker", "--loglevel", "LOUD"],
+        ["nosuchcommand"],
+    ],
+)
+def test_usage_errors_are_exit_2(db: None, args: list[str]) -> None:
+    code, out = run(*args)
+    assert code == 2, out
+
+
+def test_bad_settings_are_exit_2_naming_the_variable(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from idbatch.settings import get_settings
+
+    monkeypatch.setenv("IDBATCH_METRICS_PORT", "not-a-port")
+    get_settings.cache_clear()
+    code, out = run("batches")
+    assert code == 2 and out.strip() == "error: invalid settings (IDBATCH_METRICS_PORT)"
+    assert "not-a-port" not in out  # settings errors never echo input
+
+
+def test_batches_lists_kind_state_counts_and_progress(db: None) -> None:
+    done = make_batch([P, N, F])
+    running = make_batch([P, JobStatus.QUEUED, JobStatus.RETRY_WAIT, JobStatus.RUNNING], kind=BatchKind.RERUN)
+    code, out = run("batches", "--json")
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [b["id"] for b in lines] == [running, done]  # newest first
+    assert lines[0]["kind"] == "rerun" and lines[0]["progress"] == 0.25 and not lines[0]["finished"]
+    assert lines[1]["counts"] == {"passed": 1, "negative": 1, "failed": 1} and lines[1]["finished"]
+    code, out = run("batches")
+    assert code == 0 and "Recent batches" in out and "25.0%" in out
+
+
+def test_no_batches_is_exit_0(db: None) -> None:
+    assert run("batches") == (0, "no batches yet\n")
+
+
+def test_the_cli_offers_every_provider_as_a_choice() -> None:
+    assert get_args(ProviderName) == KNOWN_PROVIDERS
+
+
+def test_the_watch_verdict_table() -> None:
+    assert judge_watch(True, {}, 0, None).code == 0  # an empty manifest is a finished batch
+    assert judge_watch(True, {"passed": 999, "failed": 1}, 0.1, None).code == 0
+    assert judge_watch(True, {"passed": 998, "failed": 2}, 0.1, None).code == 1
+    assert judge_watch(False, {"passed": 1}, 100, 5).code == 1
