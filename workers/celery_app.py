@@ -5,4 +5,6 @@ from __future__ import annotations
 from dispatch.app import celery_app
 
 app = celery_app()
-app.conf.include = ["workers.tasks"]
+# producers.api.entry is the Celery-native entry (idbatch.submit, issue 14): a producer-side
+# task every worker serves. Named, not imported: workers never import producers.
+app.conf.include = ["workers.tasks", "producers.api.entry"]

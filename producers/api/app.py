@@ -1,0 +1,414 @@
+"""The HTTP API (FastAPI, OpenAPI 3 at ``/openapi.json``): ``idbatch api`` serves it.
+
+Routes (README "Jobs from other services" has a curl walk-through):
+
+- ``POST /v1/verifications``: one card → 202 ``{id, batch_id, status}``;
+  ``GET /v1/verifications/{id}`` (``?wait=30`` long-polls until terminal).
+- ``POST /v1/batches``: many cards inline (JSON) or a manifest by reference (``s3://``);
+  ``POST /v1/batches/ndjson``: one card per line; ``GET /v1/batches/{id}``,
+  ``GET /v1/batches/{id}/results`` (cursor paged), ``POST /v1/batches/{id}/cancel``.
+
+A card refused as a whole request (schema, provider, callback) writes nothing; in a batch
+a card with a bad field becomes a rejected job naming the card, field and fault, like a
+bad CSV row. Another tenant's ids answer 404, never 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from db import api_reads
+from db.session import session_scope
+from idbatch.logging import get_logger
+from idbatch.settings import Settings, get_settings
+from producers.api.cards import CardIn
+from producers.api.http import (
+    BodyLimit,
+    HTTPProblem,
+    Quotas,
+    idempotent,
+    principal_of,
+    problem_response,
+    problem_responses,
+    require,
+)
+from producers.api.service import Accepted, Refused, submit_cards, submit_manifest_ref, submit_single
+from producers.csv_manifest import RowError
+
+log = get_logger(__name__)
+
+
+class VerificationIn(CardIn):
+    provider: str | None = Field(default=None, max_length=32)
+    config: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = Field(default=None, max_length=2048)
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cards: list[CardIn] | None = Field(default=None, description="the cards inline")
+    manifest: str | None = Field(
+        default=None, max_length=2048, description="or a CSV manifest: s3://bucket/key"
+    )
+    provider: str | None = Field(default=None, max_length=32)
+    config: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = Field(default=None, max_length=2048)
+    progress_step: int | None = Field(default=None, ge=1, description="batch.progress every N finished cards")
+
+
+class Submitted(BaseModel):
+    id: int
+    batch_id: int
+    status: str
+
+
+class BatchSubmitted(BaseModel):
+    id: int
+    rows: int
+    queued: int
+    rejected: int
+
+
+class Attempts(BaseModel):
+    calls: int
+    billable: int
+    retries: int
+
+
+class VerificationOut(BaseModel):
+    id: int
+    batch_id: int
+    external_ref: str | None
+    status: str
+    terminal: bool
+    reason: str | None
+    result: dict[str, Any] | None
+    warnings: list[str]
+    attempts: Attempts
+    reused: bool
+    created_at: str | None
+    finished_at: str | None
+
+
+class BatchOut(BaseModel):
+    id: int
+    state: str
+    provider: str
+    total_rows: int
+    ingest_complete: bool
+    counts: dict[str, int]
+    jobs: int
+    terminal: int
+    progress: float
+    finished: bool
+    created_at: str | None
+    finished_at: str | None
+
+
+class ResultItem(BaseModel):
+    id: int
+    row: int | None
+    external_ref: str | None
+    status: str
+    reason: str | None
+    result: dict[str, Any] | None
+
+
+class ResultsPage(BaseModel):
+    items: list[ResultItem]
+    next_cursor: int | None
+
+
+class Cancelled(BaseModel):
+    id: int
+    cancelled_jobs: int
+
+
+ID = Annotated[int, Field(ge=1, le=2**62)]
+AUTHED = (401, 403, 404, 429)
+
+
+def _refused(exc: Refused) -> HTTPProblem:
+    return HTTPProblem(exc.status, exc.title.capitalize(), exc.detail, errors=exc.errors)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    quotas = Quotas(settings)
+    app = FastAPI(title="idbatch", version="1", description="Bulk ID-card verification for other services.")
+
+    @app.exception_handler(HTTPProblem)
+    async def _problem(_: Request, exc: HTTPProblem) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "reason": str(e.get("msg", ""))} for e in exc.errors()
+        ]
+        return problem_response(
+            422, "Invalid request", "the request does not match the schema", errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception) -> JSONResponse:
+        log.error("api request failed", error=type(exc).__name__)
+        return problem_response(500, "Internal error", "the request failed on our side; retry it")
+
+    def auth(request: Request, scope: str) -> Any:
+        principal = principal_of(request, quotas)
+        require(principal, scope)
+        return principal
+
+    @app.post(
+        "/v1/verifications",
+        status_code=202,
+        response_model=Submitted,
+        responses=problem_responses(400, 409, 413, 422, *AUTHED),
+    )
+    def post_verification(request: Request, body: VerificationIn) -> JSONResponse:
+        principal = auth(request, "submit")
+
+        def handle() -> tuple[int, dict[str, Any]]:
+            card = CardIn.model_validate(body.model_dump(include=set(CardIn.model_fields)))
+            try:
+                done = submit_single(
+                    principal,
+                    card,
+                    settings,
+                    provider=body.provider,
+                    config=body.config,
+                    callback_url=body.callback_url,
+                )
+            except Refused as exc:
+                raise _refused(exc) from exc
+            status = "queued" if done.queued else "rejected"
+            return 202, {"id": done.job_ids[0], "batch_id": done.batch_id, "status": status}
+
+        return idempotent(request, principal, body.model_dump(mode="json"), settings, handle)
+
+    @app.get(
+        "/v1/verifications/{job_id}", response_model=VerificationOut, responses=problem_responses(*AUTHED)
+    )
+    async def get_verification(
+        request: Request,
+        job_id: ID,
+        wait: Annotated[float, Query(ge=0, le=3600, description="long-poll up to this many seconds")] = 0,
+    ) -> Any:
+        principal = await run_in_threadpool(auth, request, "read")
+        deadline = time.monotonic() + min(wait, settings.api_wait_max_s)
+
+        def is_terminal() -> bool | None:
+            with session_scope() as session:
+                return api_reads.job_terminal(session, principal.tenant_id, job_id)
+
+        while True:
+            terminal = await run_in_threadpool(is_terminal)
+            if terminal is None:
+                raise HTTPProblem(404, "Not found", f"no verification {job_id}")
+            if terminal or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.25)
+        reveal = "reveal" in principal.scopes and request.query_params.get("reveal") == "true"
+
+        def view() -> dict[str, Any] | None:
+            with session_scope() as session:
+                return api_reads.job_view(session, principal.tenant_id, job_id, reveal=reveal)
+
+        found = await run_in_threadpool(view)
+        if found is None:
+            raise HTTPProblem(404, "Not found", f"no verification {job_id}")
+        return found
+
+    def _batch_answer(done: Accepted) -> tuple[int, dict[str, Any]]:
+        return 202, {"id": done.batch_id, "rows": done.rows, "queued": done.queued, "rejected": done.rejected}
+
+    @app.post(
+        "/v1/batches",
+        status_code=202,
+        response_model=BatchSubmitted,
+        responses=problem_responses(400, 409, 413, 422, *AUTHED),
+    )
+    def post_batch(request: Request, body: BatchIn) -> JSONResponse:
+        principal = auth(request, "submit")
+        if (body.cards is None) == (body.manifest is None):
+            raise HTTPProblem(422, "Invalid request", "give exactly one of cards or manifest")
+        if body.cards is not None and len(body.cards) > settings.api_max_cards:
+            raise HTTPProblem(413, "Content too large", f"at most {settings.api_max_cards} cards per request")
+
+        def handle() -> tuple[int, dict[str, Any]]:
+            try:
+                if body.manifest is not None:
+                    return _batch_answer(
+                        submit_manifest_ref(
+                            principal,
+                            body.manifest,
+                            settings,
+                            provider=body.provider,
+                            config=body.config,
+                            callback_url=body.callback_url,
+                            progress_step=body.progress_step,
+                        )
+                    )
+                return _batch_answer(
+                    submit_cards(
+                        principal,
+                        body.cards or [],
+                        settings,
+                        provider=body.provider,
+                        config=body.config,
+                        callback_url=body.callback_url,
+                        progress_step=body.progress_step,
+                    )
+                )
+            except Refused as exc:
+                raise _refused(exc) from exc
+
+        return idempotent(request, principal, body.model_dump(mode="json"), settings, handle)
+
+    @app.post(
+        "/v1/batches/ndjson",
+        status_code=202,
+        response_model=BatchSubmitted,
+        responses=problem_responses(400, 409, 413, 415, 422, *AUTHED),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-ndjson": {
+                        "schema": {"type": "string", "description": "one card object per line"}
+                    }
+                },
+            }
+        },
+    )
+    async def post_batch_ndjson(
+        request: Request,
+        provider: Annotated[str | None, Query(max_length=32)] = None,
+        callback_url: Annotated[str | None, Query(max_length=2048)] = None,
+        progress_step: Annotated[int | None, Query(ge=1)] = None,
+    ) -> JSONResponse:
+        principal = await run_in_threadpool(auth, request, "submit")
+        if not request.headers.get("content-type", "").startswith("application/x-ndjson"):
+            raise HTTPProblem(415, "Unsupported media type", "send application/x-ndjson")
+        raw = await request.body()  # bounded by BodyLimit
+        lines = [line for line in raw.split(b"\n") if line.strip()]
+        if len(lines) > settings.api_max_cards:
+            raise HTTPProblem(413, "Content too large", f"at most {settings.api_max_cards} cards per request")
+
+        def cards() -> list[CardIn | RowError]:
+            out: list[CardIn | RowError] = []
+            for n, line in enumerate(lines, start=1):
+                try:
+                    out.append(CardIn.model_validate_json(line))
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(str(p) for p in first.get("loc", ())) or "line"
+                    ref = _ref_of(line)
+                    out.append(RowError(n, n, f"card {n} (line {n}), field {where}: {first.get('msg')}", ref))
+            return out
+
+        body = {
+            "provider": provider,
+            "callback_url": callback_url,
+            "progress_step": progress_step,
+            "lines": raw.decode("utf-8", "replace"),
+        }
+
+        def handle() -> tuple[int, dict[str, Any]]:
+            try:
+                return _batch_answer(
+                    submit_cards(
+                        principal,
+                        cards(),
+                        settings,
+                        provider=provider,
+                        callback_url=callback_url,
+                        progress_step=progress_step,
+                    )
+                )
+            except Refused as exc:
+                raise _refused(exc) from exc
+
+        return await run_in_threadpool(idempotent, request, principal, body, settings, handle)
+
+    @app.get("/v1/batches/{batch_id}", response_model=BatchOut, responses=problem_responses(*AUTHED))
+    def get_batch(request: Request, batch_id: ID) -> Any:
+        principal = auth(request, "read")
+        with session_scope() as session:
+            found = api_reads.batch_view(session, principal.tenant_id, batch_id)
+        if found is None:
+            raise HTTPProblem(404, "Not found", f"no batch {batch_id}")
+        return found
+
+    @app.get(
+        "/v1/batches/{batch_id}/results", response_model=ResultsPage, responses=problem_responses(*AUTHED)
+    )
+    def get_results(
+        request: Request,
+        batch_id: ID,
+        cursor: Annotated[int, Query(ge=0, le=2**62, description="next_cursor of the previous page")] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Any:
+        principal = auth(request, "read")
+        reveal = "reveal" in principal.scopes and request.query_params.get("reveal") == "true"
+        with session_scope() as session:
+            page = api_reads.batch_results(
+                session, principal.tenant_id, batch_id, after=cursor, limit=limit, reveal=reveal
+            )
+        if page is None:
+            raise HTTPProblem(404, "Not found", f"no batch {batch_id}")
+        return {"items": page[0], "next_cursor": page[1]}
+
+    @app.post(
+        "/v1/batches/{batch_id}/cancel",
+        response_model=Cancelled,
+        responses=problem_responses(409, 422, *AUTHED),
+    )
+    def cancel_batch(request: Request, batch_id: ID) -> JSONResponse:
+        principal = auth(request, "submit")
+
+        def handle() -> tuple[int, dict[str, Any]]:
+            with session_scope() as session:
+                n = api_reads.cancel_batch(session, principal.tenant_id, batch_id)
+            if n is None:
+                raise HTTPProblem(404, "Not found", f"no batch {batch_id}")
+            return 200, {"id": batch_id, "cancelled_jobs": n}
+
+        return idempotent(request, principal, {"batch": batch_id}, settings, handle)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    return app
+
+
+def _ref_of(line: bytes) -> str | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    ref = value.get("external_ref") if isinstance(value, dict) else None
+    return ref if isinstance(ref, str) and len(ref) <= 256 else None
+
+
+def asgi() -> FastAPI:
+    """``uvicorn producers.api.app:asgi --factory`` (what ``idbatch api`` runs)."""
+    return create_app()
