@@ -16,11 +16,14 @@ bad CSV row. Another tenant's ids answer 404, never 403.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+import anyio
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -30,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from db import api_reads
 from db.session import session_scope
 from idbatch.logging import get_logger
+from idbatch.pii import scrub
 from idbatch.settings import Settings, get_settings
 from producers.api.cards import CardIn
 from producers.api.http import (
@@ -136,6 +140,16 @@ class Cancelled(BaseModel):
 
 
 ID = Annotated[int, Field(ge=1, le=2**62)]
+# Declared so the schema documents it; read from the request by ``idempotent``.
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="the same key and body replay the first answer (IETF httpapi draft)",
+    ),
+]
 AUTHED = (401, 403, 404, 429)
 
 
@@ -146,7 +160,22 @@ def _refused(exc: Refused) -> HTTPProblem:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     quotas = Quotas(settings)
-    app = FastAPI(title="idbatch", version="1", description="Bulk ID-card verification for other services.")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's thread pool (40 threads by default); each holds one
+        # database connection, so never run more at once than the pool has connections:
+        # a request waits for a thread instead of failing on a pool timeout.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(2, settings.worker_concurrency)
+        yield
+
+    app = FastAPI(
+        title="idbatch",
+        version="1",
+        description="Bulk ID-card verification for other services.",
+        lifespan=lifespan,
+    )
 
     @app.exception_handler(HTTPProblem)
     async def _problem(_: Request, exc: HTTPProblem) -> JSONResponse:
@@ -167,7 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> JSONResponse:
-        log.error("api request failed", error=type(exc).__name__)
+        log.error("api request failed", error=type(exc).__name__, detail=scrub(str(exc))[:500])
         return problem_response(500, "Internal error", "the request failed on our side; retry it")
 
     def auth(request: Request, scope: str) -> Any:
@@ -181,7 +210,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=Submitted,
         responses=problem_responses(400, 409, 413, 422, *AUTHED),
     )
-    def post_verification(request: Request, body: VerificationIn) -> JSONResponse:
+    def post_verification(
+        request: Request, body: VerificationIn, idempotency_key: IdemKey = None
+    ) -> JSONResponse:
         principal = auth(request, "submit")
 
         def handle() -> tuple[int, dict[str, Any]]:
@@ -244,7 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=BatchSubmitted,
         responses=problem_responses(400, 409, 413, 422, *AUTHED),
     )
-    def post_batch(request: Request, body: BatchIn) -> JSONResponse:
+    def post_batch(request: Request, body: BatchIn, idempotency_key: IdemKey = None) -> JSONResponse:
         principal = auth(request, "submit")
         if (body.cards is None) == (body.manifest is None):
             raise HTTPProblem(422, "Invalid request", "give exactly one of cards or manifest")
@@ -302,6 +333,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         provider: Annotated[str | None, Query(max_length=32)] = None,
         callback_url: Annotated[str | None, Query(max_length=2048)] = None,
         progress_step: Annotated[int | None, Query(ge=1)] = None,
+        idempotency_key: IdemKey = None,
     ) -> JSONResponse:
         principal = await run_in_threadpool(auth, request, "submit")
         if not request.headers.get("content-type", "").startswith("application/x-ndjson"):
@@ -380,7 +412,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=Cancelled,
         responses=problem_responses(409, 422, *AUTHED),
     )
-    def cancel_batch(request: Request, batch_id: ID) -> JSONResponse:
+    def cancel_batch(request: Request, batch_id: ID, idempotency_key: IdemKey = None) -> JSONResponse:
         principal = auth(request, "submit")
 
         def handle() -> tuple[int, dict[str, Any]]:

@@ -165,7 +165,9 @@ def test_an_event_past_its_24h_window_fails_and_redeliver_revives_it(env: object
         (event_id,) = outbox.emit_events()
         with session_scope() as session:
             session.execute(
-                update(WebhookOutbox).values(created_at=utcnow() - dt.timedelta(hours=24) + dt.timedelta(seconds=2))
+                update(WebhookOutbox).values(
+                    created_at=utcnow() - dt.timedelta(hours=24) + dt.timedelta(seconds=2)
+                )
             )
         assert deliver(event_id, api.settings) == "failed"
         assert outbox.redeliver(failed_only=True) == [event_id]
