@@ -27,7 +27,7 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db import api_reads
@@ -46,97 +46,20 @@ from producers.api.http import (
     problem_responses,
     require,
 )
+from producers.api.schemas import (
+    BatchIn,
+    BatchOut,
+    BatchSubmitted,
+    Cancelled,
+    ResultsPage,
+    Submitted,
+    VerificationIn,
+    VerificationOut,
+)
 from producers.api.service import Accepted, Refused, submit_cards, submit_manifest_ref, submit_single
 from producers.csv_manifest import RowError
 
 log = get_logger(__name__)
-
-
-class VerificationIn(CardIn):
-    provider: str | None = Field(default=None, max_length=32)
-    config: dict[str, Any] = Field(default_factory=dict)
-    callback_url: str | None = Field(default=None, max_length=2048)
-
-
-class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    cards: list[CardIn] | None = Field(default=None, description="the cards inline")
-    manifest: str | None = Field(
-        default=None, max_length=2048, description="or a CSV manifest: s3://bucket/key"
-    )
-    provider: str | None = Field(default=None, max_length=32)
-    config: dict[str, Any] = Field(default_factory=dict)
-    callback_url: str | None = Field(default=None, max_length=2048)
-    progress_step: int | None = Field(default=None, ge=1, description="batch.progress every N finished cards")
-
-
-class Submitted(BaseModel):
-    id: int
-    batch_id: int
-    status: str
-
-
-class BatchSubmitted(BaseModel):
-    id: int
-    rows: int
-    queued: int
-    rejected: int
-
-
-class Attempts(BaseModel):
-    calls: int
-    billable: int
-    retries: int
-
-
-class VerificationOut(BaseModel):
-    id: int
-    batch_id: int
-    external_ref: str | None
-    status: str
-    terminal: bool
-    reason: str | None
-    result: dict[str, Any] | None
-    warnings: list[str]
-    attempts: Attempts
-    reused: bool
-    created_at: str | None
-    finished_at: str | None
-
-
-class BatchOut(BaseModel):
-    id: int
-    state: str
-    provider: str
-    total_rows: int
-    ingest_complete: bool
-    counts: dict[str, int]
-    jobs: int
-    terminal: int
-    progress: float
-    finished: bool
-    created_at: str | None
-    finished_at: str | None
-
-
-class ResultItem(BaseModel):
-    id: int
-    row: int | None
-    external_ref: str | None
-    status: str
-    reason: str | None
-    result: dict[str, Any] | None
-
-
-class ResultsPage(BaseModel):
-    items: list[ResultItem]
-    next_cursor: int | None
-
-
-class Cancelled(BaseModel):
-    id: int
-    cancelled_jobs: int
 
 
 ID = Annotated[int, Field(ge=1, le=2**62)]
