@@ -78,9 +78,13 @@ def submit_payload(
     )
     if state.outcome == "replay":
         return {"status": state.status_code, **(state.response or {}), "replayed": True}
-    if state.outcome in ("mismatch", "conflict"):
+    if state.outcome == "conflict":
+        # The twin message is running now; if it fails it releases the key, so try again
+        # later rather than drop this copy (the task retries on 409).
+        return {"status": 409, "error": "conflict"}
+    if state.outcome == "mismatch":
         log.warning("idbatch.submit refused", tenant=tenant, reason=state.outcome)
-        return {"status": 422 if state.outcome == "mismatch" else 409, "error": state.outcome}
+        return {"status": 422, "error": state.outcome}
     assert state.record_id is not None
     try:
         parsed = CardIn.model_validate(card)
@@ -108,8 +112,11 @@ def submit_payload(
     return {"status": 202, **answer}
 
 
-@shared_task(name=SUBMIT, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
+@shared_task(  # type: ignore[untyped-decorator]
+    name=SUBMIT, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=60
+)
 def submit(
+    self: Any,
     tenant: str,
     idempotency_key: str,
     card: dict[str, Any],
@@ -118,4 +125,7 @@ def submit(
     callback_url: str | None = None,
 ) -> dict[str, Any]:
     """``idbatch.submit``: one card from another service's Celery app (see the module doc)."""
-    return submit_payload(tenant, idempotency_key, card, provider, config, callback_url)
+    answer = submit_payload(tenant, idempotency_key, card, provider, config, callback_url)
+    if answer["status"] == 409:  # a duplicate of a message still running: look again soon
+        raise self.retry(countdown=1)
+    return answer
