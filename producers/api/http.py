@@ -26,6 +26,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.tenants import (
@@ -268,7 +269,9 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise HTTPProblem(413, "Content too large", f"the body limit is {self.limit} bytes")
+                    # Starlette's own exception: FastAPI's body parsing re-raises it as it is
+                    # (anything else would become a 400), and the app renders it as a problem.
+                    raise StarletteHTTPException(413, "Content too large")
             return message
 
         await self.app(scope, counting, send)

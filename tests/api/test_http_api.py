@@ -189,6 +189,9 @@ def test_body_limit_413_and_quota_429_with_retry_after(env: object, api: Api) ->
     ):
         big = c.post("/v1/verifications", json=card("big", "data:image/jpeg;base64," + "A" * 4096))
         assert big.status_code == 413 and big.headers["content-type"].startswith(PROBLEM)
+        chunks = (b'{"external_ref": "x", "front_image": "' + b"A" * 1024 for _ in range(4))
+        chunked = c.post("/v1/verifications", content=chunks, headers={"content-type": "application/json"})
+        assert chunked.status_code == 413 and chunked.headers["content-type"].startswith(PROBLEM)
         codes = [c.get("/v1/batches/1") for _ in range(4)]
     assert [r.status_code for r in codes][:2] == [404, 404]
     limited = [r for r in codes if r.status_code == 429]
