@@ -173,3 +173,27 @@ def test_an_event_past_its_24h_window_fails_and_redeliver_revives_it(env: object
         assert outbox.redeliver(failed_only=True) == [event_id]
         receiver.fail_first = 0
         assert deliver(event_id, api.settings) == "delivered"
+
+
+def test_batch_progress_events_at_the_requested_step_then_batch_finished(api: Api) -> None:
+    cards = [{"external_ref": f"p{i}", "front_image": f"https://example.com/{i}.jpg"} for i in range(5)]
+    with api.client(api.a) as c:
+        r = c.post(
+            "/v1/batches",
+            json={"cards": cards, "progress_step": 2, "callback_url": "https://example.com/hook"},
+        )
+    batch_id = r.json()["id"]
+    assert outbox.emit_events() == []
+    with session_scope() as session:
+        first_two = select(Job.id).where(Job.batch_id == batch_id).order_by(Job.id).limit(2).scalar_subquery()
+        session.execute(update(Job).where(Job.id.in_(first_two)).values(status=JobStatus.PASSED))
+    assert len(outbox.emit_events()) == 1
+    assert outbox.emit_events() == []  # the same step is not announced twice
+    _finish_all()
+    outbox.emit_events()
+    with session_scope() as session:
+        rows = session.execute(
+            select(WebhookOutbox.event, WebhookOutbox.webhook_id).order_by(WebhookOutbox.id)
+        ).all()
+    assert [e for e, _ in rows] == ["batch.progress", "batch.finished"]
+    assert rows[0][1] == f"msg_{batch_id}_batch_progress_2"
