@@ -309,3 +309,61 @@ def purge_idempotency_keys(now: dt.datetime) -> int:
     with session_scope() as session:
         res = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
         return int(res.rowcount)  # type: ignore[attr-defined]
+
+
+def ingest_single(
+    tenant_id: int,
+    *,
+    source: str,
+    kind: Any,
+    provider: str,
+    config: dict[str, Any],
+    values: dict[str, Any],
+    callback_url: str | None,
+    event: str,
+    record_id: int | None,
+    answer: Any,
+    on_commit: Any,
+    inserter: Any,
+) -> tuple[int, int, dict[str, Any]]:
+    """One card's batch, job, callback row and idempotency answer in ONE transaction.
+
+    The job row is the ingest's own (``values`` from ``producers.submit``, inserted by
+    ``db.ingest``'s inserter); writing it with the batch and the stored answer means a
+    crash can never leave a job whose Idempotency-Key still says "in progress" (a retry
+    would make a second job) nor a key that answers for a job that was rolled back.
+    ``answer(batch_id, job_id)`` builds the response stored for replays.
+    """
+    with session_scope() as session:
+        batch = Batch(
+            source=source,
+            kind=kind,
+            provider=provider,
+            provider_config=config,
+            tenant_id=tenant_id,
+            total_rows=1,
+            ingest_complete=True,
+        )
+        session.add(batch)
+        session.flush()
+        if callback_url:
+            session.add(
+                BatchCallback(
+                    batch_id=batch.id,
+                    tenant_id=tenant_id,
+                    url=callback_url,
+                    event=event,
+                    state="pending",
+                    progress_sent=0,
+                )
+            )
+        (job_id,) = inserter(session)(session, [{**values, "batch_id": batch.id}])
+        response: dict[str, Any] = answer(batch.id, job_id)
+        if record_id is not None:
+            session.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.id == record_id)
+                .values(state="done", status_code=202, response=response)
+            )
+        on_commit(session, [job_id])
+        return batch.id, job_id, response

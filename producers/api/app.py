@@ -56,7 +56,14 @@ from producers.api.schemas import (
     VerificationIn,
     VerificationOut,
 )
-from producers.api.service import Accepted, Refused, submit_cards, submit_manifest_ref, submit_single
+from producers.api.service import (
+    Accepted,
+    Refused,
+    single_answer,
+    submit_cards,
+    submit_manifest_ref,
+    submit_single,
+)
 from producers.csv_manifest import RowError
 
 log = get_logger(__name__)
@@ -138,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> JSONResponse:
         principal = auth(request, "submit")
 
-        def handle() -> tuple[int, dict[str, Any]]:
+        def handle(record_id: int | None) -> tuple[int, dict[str, Any]]:
             card = CardIn.model_validate(body.model_dump(include=set(CardIn.model_fields)))
             try:
                 done = submit_single(
@@ -148,13 +155,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     provider=body.provider,
                     config=body.config,
                     callback_url=body.callback_url,
+                    record_id=record_id,
                 )
             except Refused as exc:
                 raise _refused(exc) from exc
-            status = "queued" if done.queued else "rejected"
-            return 202, {"id": done.job_ids[0], "batch_id": done.batch_id, "status": status}
+            return 202, single_answer(done.batch_id, done.job_ids[0])
 
-        return idempotent(request, principal, body.model_dump(mode="json"), settings, handle)
+        return idempotent(
+            request, principal, body.model_dump(mode="json"), settings, handle, stores_itself=True
+        )
 
     @app.get(
         "/v1/verifications/{job_id}", response_model=VerificationOut, responses=problem_responses(*AUTHED)
@@ -205,7 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if body.cards is not None and len(body.cards) > settings.api_max_cards:
             raise HTTPProblem(413, "Content too large", f"at most {settings.api_max_cards} cards per request")
 
-        def handle() -> tuple[int, dict[str, Any]]:
+        def handle(record_id: int | None) -> tuple[int, dict[str, Any]]:
             try:
                 if body.manifest is not None:
                     return _batch_answer(
@@ -285,7 +294,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "lines": raw.decode("utf-8", "replace"),
         }
 
-        def handle() -> tuple[int, dict[str, Any]]:
+        def handle(record_id: int | None) -> tuple[int, dict[str, Any]]:
             try:
                 return _batch_answer(
                     submit_cards(
@@ -338,7 +347,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def cancel_batch(request: Request, batch_id: ID, idempotency_key: IdemKey = None) -> JSONResponse:
         principal = auth(request, "submit")
 
-        def handle() -> tuple[int, dict[str, Any]]:
+        def handle(record_id: int | None) -> tuple[int, dict[str, Any]]:
             with session_scope() as session:
                 n = api_reads.cancel_batch(session, principal.tenant_id, batch_id)
             if n is None:

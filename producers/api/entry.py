@@ -77,7 +77,10 @@ def submit_payload(
         settings.api_idempotency_ttl_s,
     )
     if state.outcome == "replay":
-        return {"status": state.status_code, **(state.response or {}), "replayed": True}
+        stored = state.response or {}
+        if state.status_code == 202:  # stored by the write itself: the HTTP route's answer
+            return {"status": 202, "id": stored["id"], "batch_id": stored["batch_id"], "replayed": True}
+        return {**stored, "replayed": True}
     if state.outcome == "conflict":
         # The twin message is running now; if it fails it releases the key, so try again
         # later rather than drop this copy (the task retries on 409).
@@ -89,7 +92,13 @@ def submit_payload(
     try:
         parsed = CardIn.model_validate(card)
         done = submit_single(
-            principal, parsed, settings, provider=provider, config=config or {}, callback_url=callback_url
+            principal,
+            parsed,
+            settings,
+            provider=provider,
+            config=config or {},
+            callback_url=callback_url,
+            record_id=state.record_id,  # the answer is stored with the job, atomically
         )
     except ValidationError as exc:
         answer = {
@@ -106,10 +115,8 @@ def submit_payload(
     except BaseException:
         release_idempotency_key(state.record_id)  # the redelivered message runs afresh
         raise
-    answer = {"id": done.job_ids[0], "batch_id": done.batch_id}
-    complete_idempotency_key(state.record_id, 202, answer)
-    log.info("idbatch.submit accepted", tenant=tenant, job_id=answer["id"])
-    return {"status": 202, **answer}
+    log.info("idbatch.submit accepted", tenant=tenant, job_id=done.job_ids[0])
+    return {"status": 202, "id": done.job_ids[0], "batch_id": done.batch_id}
 
 
 @shared_task(  # type: ignore[untyped-decorator]

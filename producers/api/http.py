@@ -199,12 +199,18 @@ def idempotent(
     principal: Principal,
     body: Any,
     settings: Settings,
-    handle: Callable[[], tuple[int, dict[str, Any]]],
+    handle: Callable[[int | None], tuple[int, dict[str, Any]]],
+    *,
+    stores_itself: bool = False,
 ) -> JSONResponse:
-    """Run ``handle`` once per (tenant, Idempotency-Key); store and replay its answer."""
+    """Run ``handle`` once per (tenant, Idempotency-Key); store and replay its answer.
+
+    ``handle`` gets the key's record id; with ``stores_itself`` it writes its 2xx answer
+    into that record in its own transaction (a single card does: atomic with the job).
+    """
     key = request.headers.get("idempotency-key")
     if key is None:
-        status, payload = handle()
+        status, payload = handle(None)
         return JSONResponse(payload, status_code=status)
     if not 1 <= len(key) <= 255:
         raise HTTPProblem(400, "Bad request", "Idempotency-Key must be 1 to 255 characters")
@@ -231,7 +237,7 @@ def idempotent(
         )
     assert state.record_id is not None
     try:
-        status, payload = handle()
+        status, payload = handle(state.record_id)
     except HTTPProblem as exc:
         if exc.status in (409, 429) or exc.status >= 500:
             release_idempotency_key(state.record_id)
@@ -241,7 +247,8 @@ def idempotent(
     except BaseException:
         release_idempotency_key(state.record_id)
         raise
-    complete_idempotency_key(state.record_id, status, payload)
+    if not stores_itself:
+        complete_idempotency_key(state.record_id, status, payload)
     return JSONResponse(payload, status_code=status)
 
 
