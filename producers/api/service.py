@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.ingest import default_inserter
+from db.ingest import insert_returning
 from db.tenants import Principal, create_tenant_batch, ingest_single
 from db.webhooks import BATCH_FINISHED, VERIFICATION_FINISHED
 from dispatch.publish import after_commit, default_publisher, publish_jobs
@@ -121,7 +121,8 @@ def submit_single(
         event=VERIFICATION_FINISHED,
         record_id=record_id,
         answer=single_answer,
-        inserter=default_inserter,
+        # one row: ingest's portable INSERT .. RETURNING, one round trip (COPY first draws ids)
+        inserter=lambda _session: insert_returning,
         on_commit=lambda session, ids: after_commit(session, publish_jobs, ids),
     )
     return Accepted(batch_id, [job_id], 1, 1, 0)
