@@ -21,9 +21,10 @@ from idbatch import images
 from idbatch.domain import BatchKind, JobStatus
 from idbatch.providers import ConfigError, check_config
 from idbatch.settings import Settings
-from idbatch.storage import storage_for
+from idbatch.storage import ObjectMissing, storage_for
 from producers.api.cards import CardIn, batch_source, row_problem, to_row
 from producers.csv_manifest import ManifestError, ManifestRow, RowError, read_manifest
+from producers.s3 import resolve_refs
 from producers.submit import _job_values, ingest_rows, storable_rows
 
 
@@ -192,12 +193,22 @@ def submit_manifest_ref(
     config = config or {}
     chosen = choose_provider(principal, settings, provider, config)
     callback = check_callback(callback_url, principal, settings)
-    stream = storage_for(url, settings).open(url)
+    storage = storage_for(url, settings)
     try:
-        items = read_manifest(
-            stream, allowed_private_hosts=settings.allowed_private_hosts, s3_allowed=principal.s3_allowed
+        stream = storage.open(url)
+        # Relative image paths resolve next to the manifest, as `idbatch submit s3://…` does.
+        items = resolve_refs(
+            storage,
+            url,
+            read_manifest(
+                stream, allowed_private_hosts=settings.allowed_private_hosts, s3_allowed=principal.s3_allowed
+            ),
         )
         first = next(items, None)
+    except ObjectMissing as exc:
+        raise Refused(
+            "manifest not found", f"manifest {url} cannot be read", [{"field": "manifest"}]
+        ) from exc
     except ManifestError as exc:
         raise Refused("invalid manifest", str(exc), [{"field": "manifest", "reason": str(exc)}]) from exc
     batch_id = create_tenant_batch(
