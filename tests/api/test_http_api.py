@@ -197,3 +197,28 @@ def test_body_limit_413_and_quota_429_with_retry_after(env: object, api: Api) ->
     limited = [r for r in codes if r.status_code == 429]
     assert limited and int(limited[0].headers["Retry-After"]) >= 1
     assert all(r.headers["content-type"].startswith(PROBLEM) for r in limited)
+
+
+def test_wait_long_polls_until_the_job_is_terminal(api: Api) -> None:
+    import threading
+
+    from sqlalchemy import update
+
+    from db.models import utcnow
+    from idbatch.domain import JobStatus
+
+    with api.client(api.a) as c:
+        job_id = c.post("/v1/verifications", json=card("lp", "https://example.com/a.jpg")).json()["id"]
+        assert c.get(f"/v1/verifications/{job_id}?wait=0.3").json()["terminal"] is False  # gave up waiting
+
+        def finish() -> None:
+            with session_scope() as session:
+                session.execute(
+                    update(Job).where(Job.id == job_id).values(status=JobStatus.PASSED, finished_at=utcnow())
+                )
+
+        timer = threading.Timer(0.5, finish)
+        timer.start()
+        got = c.get(f"/v1/verifications/{job_id}?wait=20").json()
+        timer.join()
+    assert got["terminal"] is True and got["status"] == "passed"
