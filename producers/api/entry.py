@@ -33,8 +33,7 @@ from dispatch.app import SUBMIT
 from idbatch.logging import get_logger
 from idbatch.settings import get_settings
 from producers.api.cards import CardIn
-from producers.api.http import fingerprint
-from producers.api.service import Refused, submit_single
+from producers.api.service import Refused, fingerprint, submit_single
 
 log = get_logger(__name__)
 

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import threading
@@ -38,6 +37,7 @@ from db.tenants import (
 )
 from idbatch.logging import get_logger
 from idbatch.settings import Settings
+from producers.api.service import fingerprint
 
 log = get_logger(__name__)
 PROBLEM = "application/problem+json"
@@ -186,12 +186,6 @@ def principal_of(request: Request, quotas: Quotas | None = None) -> Principal:
 def require(principal: Principal, scope: str) -> None:
     if scope not in principal.scopes:
         raise HTTPProblem(403, "Forbidden", f"this key lacks the {scope!r} scope")
-
-
-def fingerprint(method: str, path: str, body: Any) -> str:
-    """The request as far as idempotency cares: method, path and the body's canonical JSON."""
-    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(f"{method} {path}\n{canon}".encode()).hexdigest()
 
 
 def idempotent(

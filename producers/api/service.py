@@ -9,6 +9,8 @@ through their batch, and the batch's ``finished_at`` (stamped by the sweeper) is
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,12 @@ from producers.api.cards import CardIn, batch_source, row_problem, to_row
 from producers.csv_manifest import ManifestError, ManifestRow, RowError, read_manifest
 from producers.s3 import resolve_refs
 from producers.submit import _job_values, ingest_rows, storable_rows
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """The request as far as idempotency cares: method, path and the body's canonical JSON."""
+    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(f"{method} {path}\n{canon}".encode()).hexdigest()
 
 
 class Refused(ValueError):

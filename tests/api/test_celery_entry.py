@@ -44,3 +44,15 @@ def test_every_worker_process_serves_the_entry_task() -> None:
     app.loader.import_default_modules()
     assert SUBMIT in app.tasks
     assert "idbatch.webhooks.deliver" in app.tasks and "idbatch.webhooks.sweep" in app.tasks
+
+
+def test_the_entry_task_needs_no_http_stack() -> None:
+    """Workers install without the ``api`` extra: the entry they import must not pull FastAPI in."""
+    import subprocess
+    import sys
+
+    code = "import sys, producers.api.entry, workers.tasks; assert 'fastapi' not in sys.modules"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from db.models import Batch, Job
 from db.session import session_scope
 from db.tenants import claim_idempotency_key, revoke_key
-from producers.api.http import fingerprint
 from producers.api.schemas import VerificationIn
+from producers.api.service import fingerprint
 from tests.api.conftest import Api, make_tenant
 
 pytestmark = pytest.mark.integration
