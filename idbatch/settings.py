@@ -198,6 +198,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
     api_workers: int = Field(default=1, ge=1)  # uvicorn processes of `idbatch api`
+    api_threads: int = Field(default=8, ge=1)  # requests handled at once per process (DB work)
     api_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # whole request body
     api_max_cards: int = Field(default=10000, ge=1)  # cards in one POST /v1/batches
     api_quota_per_s: float = Field(default=50.0, ge=0)  # requests/s per tenant, per process; 0 = off

@@ -94,10 +94,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Sync routes run in anyio's thread pool (40 threads by default); each holds one
-        # database connection, so never run more at once than the pool has connections:
-        # a request waits for a thread instead of failing on a pool timeout.
+        # database connection, so never run more at once than the pool has connections (a
+        # request waits for a thread instead of failing on a pool timeout), and not many
+        # more than keep the core busy: more threads only fight over the GIL.
         limiter = anyio.to_thread.current_default_thread_limiter()
-        limiter.total_tokens = max(2, settings.worker_concurrency)
+        limiter.total_tokens = max(1, min(settings.api_threads, settings.worker_concurrency))
         yield
 
     app = FastAPI(
