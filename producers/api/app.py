@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import anyio
@@ -271,28 +273,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         principal = await run_in_threadpool(auth, request, "submit")
         if not request.headers.get("content-type", "").startswith("application/x-ndjson"):
             raise HTTPProblem(415, "Unsupported media type", "send application/x-ndjson")
-        raw = await request.body()  # bounded by BodyLimit
-        lines = [line for line in raw.split(b"\n") if line.strip()]
-        if len(lines) > settings.api_max_cards:
+        # The body streams into a spooled file (memory holds at most 1 MiB of it) while it
+        # is hashed and its lines counted; the cards are then read back one line at a time
+        # into the ingest's chunks, so a 10,000-card body is never a list in memory.
+        spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - closed below
+        digest = hashlib.sha256()
+        lines, last = 0, b"\n"
+        async for chunk in request.stream():  # bounded by BodyLimit
+            spool.write(chunk)
+            digest.update(chunk)
+            lines += chunk.count(b"\n")
+            last = chunk[-1:] or last
+        if lines + (last != b"\n") > settings.api_max_cards:  # a last line without its newline counts
+            spool.close()
             raise HTTPProblem(413, "Content too large", f"at most {settings.api_max_cards} cards per request")
+        spool.seek(0)
 
-        def cards() -> list[CardIn | RowError]:
-            out: list[CardIn | RowError] = []
-            for n, line in enumerate(lines, start=1):
+        def cards() -> Iterator[CardIn | RowError]:
+            n = 0
+            for line in spool:
+                if not line.strip():
+                    continue
+                n += 1
                 try:
-                    out.append(CardIn.model_validate_json(line))
+                    yield CardIn.model_validate_json(line)
                 except ValidationError as exc:
                     first = exc.errors()[0]
                     where = ".".join(str(p) for p in first.get("loc", ())) or "line"
-                    ref = _ref_of(line)
-                    out.append(RowError(n, n, f"card {n} (line {n}), field {where}: {first.get('msg')}", ref))
-            return out
+                    yield RowError(
+                        n, n, f"card {n} (line {n}), field {where}: {first.get('msg')}", _ref_of(line)
+                    )
 
         body = {
             "provider": provider,
             "callback_url": callback_url,
             "progress_step": progress_step,
-            "lines": raw.decode("utf-8", "replace"),
+            "body_sha256": digest.hexdigest(),
         }
 
         def handle(record_id: int | None) -> tuple[int, dict[str, Any]]:
@@ -310,7 +326,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except Refused as exc:
                 raise _refused(exc) from exc
 
-        return await run_in_threadpool(idempotent, request, principal, body, settings, handle)
+        try:
+            return await run_in_threadpool(idempotent, request, principal, body, settings, handle)
+        finally:
+            spool.close()
 
     @app.get("/v1/batches/{batch_id}", response_model=BatchOut, responses=problem_responses(*AUTHED))
     def get_batch(request: Request, batch_id: ID) -> Any:

@@ -222,3 +222,21 @@ def test_wait_long_polls_until_the_job_is_terminal(api: Api) -> None:
         got = c.get(f"/v1/verifications/{job_id}?wait=20").json()
         timer.join()
     assert got["terminal"] is True and got["status"] == "passed"
+
+
+def test_ndjson_streams_thousands_of_cards_and_refuses_more_than_the_limit(api: Api) -> None:
+    def body(n: int) -> bytes:
+        pad = "x" * 60  # > 1 MiB in all: the spooled body rolls over to disk
+        return b"".join(
+            json.dumps(card(f"nd-{i}-{pad}", f"https://example.com/{i}.jpg")).encode() + b"\n"
+            for i in range(n)
+        )
+
+    headers = {"content-type": "application/x-ndjson"}
+    with api.client(api.a) as c:
+        ok = c.post("/v1/batches/ndjson", content=body(9000), headers=headers)
+        over = c.post("/v1/batches/ndjson", content=body(10_001).rstrip(b"\n"), headers=headers)
+    assert len(body(9000)) > 1024 * 1024
+    assert ok.status_code == 202 and (ok.json()["rows"], ok.json()["queued"]) == (9000, 9000), ok.text
+    assert over.status_code == 413
+    assert jobs_count() == 9000
