@@ -367,3 +367,18 @@ def ingest_single(
             )
         on_commit(session, [job_id])
         return batch.id, job_id, response
+
+
+def stored_answer(tenant_id: int, key: str) -> tuple[int, dict[str, Any]] | None:
+    """The stored first answer under ``key`` of this tenant (done and not expired), or None."""
+    now = utcnow()
+    with session_scope() as session:
+        rec = session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.key == key
+            )
+        )
+        if rec is None or rec.state != "done" or rec.status_code is None:
+            return None
+        expires = rec.expires_at if rec.expires_at.tzinfo else rec.expires_at.replace(tzinfo=dt.UTC)
+        return None if expires <= now else (rec.status_code, dict(rec.response or {}))

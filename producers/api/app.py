@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -37,7 +36,7 @@ from db.session import session_scope
 from idbatch.logging import get_logger
 from idbatch.pii import scrub
 from idbatch.settings import Settings, get_settings
-from producers.api.cards import CardIn
+from producers.api.cards import CardIn, ref_of
 from producers.api.http import (
     BodyLimit,
     HTTPProblem,
@@ -48,6 +47,7 @@ from producers.api.http import (
     problem_responses,
     require,
 )
+from producers.api.lookup import add_lookup
 from producers.api.schemas import (
     BatchIn,
     BatchOut,
@@ -301,7 +301,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     first = exc.errors()[0]
                     where = ".".join(str(p) for p in first.get("loc", ())) or "line"
                     yield RowError(
-                        n, n, f"card {n} (line {n}), field {where}: {first.get('msg')}", _ref_of(line)
+                        n, n, f"card {n} (line {n}), field {where}: {first.get('msg')}", ref_of(line)
                     )
 
         body = {
@@ -376,21 +376,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return idempotent(request, principal, {"batch": batch_id}, settings, handle)
 
+    add_lookup(app, auth)
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     return app
-
-
-def _ref_of(line: bytes) -> str | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    ref = value.get("external_ref") if isinstance(value, dict) else None
-    return ref if isinstance(ref, str) and len(ref) <= 256 else None
 
 
 def asgi() -> FastAPI:

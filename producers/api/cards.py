@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,13 @@ def to_row(
 def row_problem(row: RowError) -> dict[str, Any]:
     """A rejected card as it appears in a problem+json ``errors`` list."""
     return {"card": row.row_number, "external_ref": row.external_ref, "reason": row.reason}
+
+
+def ref_of(line: bytes) -> str | None:
+    """The external_ref of an NDJSON line that is not a valid card, if it can be read."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    ref = value.get("external_ref") if isinstance(value, dict) else None
+    return ref if isinstance(ref, str) and len(ref) <= 256 else None

@@ -56,3 +56,16 @@ def test_the_entry_task_needs_no_http_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_celery_caller_finds_its_job_by_its_key_and_nobody_else_does(api: Api) -> None:
+    first = submit_payload("tenant-a", "order-9", CARD)
+    with api.client(api.a) as a, api.client(api.b) as b:
+        mine = a.get("/v1/submissions/order-9", params={"source": "celery"})
+        http_side = a.get("/v1/submissions/order-9")  # the HTTP key space is another
+        theirs = b.get("/v1/submissions/order-9", params={"source": "celery"})
+        posted = a.post("/v1/verifications", json=CARD, headers={"Idempotency-Key": "h-1"}).json()
+        found = a.get("/v1/submissions/h-1")
+    assert mine.status_code == 200 and mine.json()["response"]["id"] == first["id"]
+    assert http_side.status_code == 404 and theirs.status_code == 404
+    assert found.json()["status"] == 202 and found.json()["response"]["id"] == posted["id"]
