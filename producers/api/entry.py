@@ -12,7 +12,8 @@ API key: whoever may publish there is trusted to name its tenant). The card goes
 the same validation and ingest path as ``POST /v1/verifications``; the same idempotency
 key replays (nothing new is written), another card under a used key is refused and
 logged. There is no result backend: the answer comes by webhook (``verification.finished``)
-or from ``GET /v1/verifications/{id}``, whose id the webhook and the logs carry.
+or from ``GET /v1/submissions/{key}?source=celery`` (the job id) and then
+``GET /v1/verifications/{id}``.
 
 Registered on the dispatch app by name; ``workers.celery_app`` lists this module in its
 ``include`` so every worker process serves it.
