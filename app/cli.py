@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from app import cli_admin, cli_ops
+from app import cli_admin, cli_api, cli_ops
 from app.cli_common import (
     LogLevel,
     ProviderName,
@@ -26,7 +26,7 @@ from idbatch.providers import KNOWN_PROVIDERS, ConfigError
 from idbatch.settings import get_settings
 from idbatch.storage.base import StorageError
 
-__all__ = ["app", "cli_admin", "cli_ops", "main"]  # cli_admin, cli_ops: imported to register commands
+__all__ = ["app", "cli_admin", "cli_api", "cli_ops", "main"]  # imported to register their commands
 
 
 @app.command()

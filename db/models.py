@@ -82,6 +82,8 @@ class Batch(Base):
     ingest_complete: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
     finished_at: Mapped[dt.datetime | None]
+    # The API tenant that submitted it (issue 14); CLI and S3 batches have none.
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id", ondelete="SET NULL"), index=True)
 
     jobs: Mapped[list[Job]] = relationship(back_populates="batch", lazy="raise")
 
@@ -284,3 +286,5 @@ __all__ = [
     "SideAnswer",
     "Verdict",
 ]
+
+from db import models_api  # noqa: E402, F401 - registers the API tables (issue 14)

@@ -47,6 +47,11 @@ from idbatch.settings import Settings, get_settings
 VERIFY = "idbatch.verify"
 FAN_OUT = "idbatch.fan_out"
 SWEEP = "idbatch.sweep"
+# Issue 14: the Celery-native entry other services call with send_task (producers.api.entry),
+# and the webhook tasks (workers.webhooks).
+SUBMIT = "idbatch.submit"
+WEBHOOK_DELIVER = "idbatch.webhooks.deliver"
+WEBHOOK_SWEEP = "idbatch.webhooks.sweep"
 
 
 def sweep_queue(settings: Settings) -> str:
@@ -80,14 +85,22 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         worker_send_task_events=settings.celery_events,
         task_send_sent_event=settings.celery_events,
         broker_transport_options=transport_options,
-        task_routes={SWEEP: {"queue": sweep_queue(settings)}},
+        task_routes={
+            SWEEP: {"queue": sweep_queue(settings)},
+            WEBHOOK_SWEEP: {"queue": sweep_queue(settings)},
+        },
         beat_scheduler=f"{__name__}:DataDirScheduler",
         beat_schedule={
             "sweep": {
                 "task": SWEEP,
                 "schedule": settings.sweep_interval_s,
                 "options": {"expires": max(1.0, settings.sweep_interval_s * 2)},
-            }
+            },
+            "webhooks": {
+                "task": WEBHOOK_SWEEP,
+                "schedule": settings.sweep_interval_s,
+                "options": {"expires": max(1.0, settings.sweep_interval_s * 2)},
+            },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         broker_connection_retry_on_startup=True,

@@ -19,7 +19,7 @@ from kombu.exceptions import ChannelError
 from sqlalchemy.orm import Session
 
 from db.session import after_commit as db_after_commit
-from dispatch.app import FAN_OUT, VERIFY, celery_app
+from dispatch.app import FAN_OUT, VERIFY, WEBHOOK_DELIVER, celery_app
 from idbatch.logging import get_logger
 
 log = get_logger(__name__)
@@ -45,6 +45,17 @@ def publish_fanout(job_ids: list[int], app: Celery | None = None) -> None:
     """
     if job_ids:
         (app or celery_app()).send_task(FAN_OUT, (job_ids,))
+
+
+def publish_webhooks(outbox_ids: Iterable[int], app: Celery | None = None) -> None:
+    """One ``idbatch.webhooks.deliver`` message per committed outbox row (issue 14)."""
+    ids = list(outbox_ids)
+    if not ids:
+        return
+    app = app or celery_app()
+    with app.producer_or_acquire() as producer:
+        for outbox_id in ids:
+            app.send_task(WEBHOOK_DELIVER, (outbox_id,), producer=producer)
 
 
 def on(app: Celery) -> Publisher:

@@ -206,6 +206,26 @@ class Settings(BaseSettings):
     otel_enabled: bool = False
     otel_service_name: str = "idbatch"
 
+    # -- HTTP API, Celery entry and webhooks (issue 14; README "Jobs from other services") --
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_workers: int = Field(default=1, ge=1)  # uvicorn processes of `idbatch api`
+    api_threads: int = Field(default=8, ge=1)  # requests handled at once per process (DB work)
+    api_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # whole request body
+    api_max_cards: int = Field(default=10000, ge=1)  # cards in one POST /v1/batches
+    api_quota_per_s: float = Field(default=50.0, ge=0)  # requests/s per tenant, per process; 0 = off
+    api_quota_burst: float = Field(default=100.0, ge=1)
+    api_idempotency_ttl_s: float = Field(default=86400.0, ge=1)  # how long an Idempotency-Key is kept
+    api_wait_max_s: float = Field(default=30.0, ge=0)  # longest ?wait= of GET /v1/verifications/{id}
+    # Inline (base64) images are written here, content-addressed; workers read them from the
+    # same path (a volume shared by API and workers). Default: data_dir/api-images.
+    api_image_dir: Path | None = None
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_base_s: float = Field(default=5.0, gt=0)
+    webhook_backoff_cap_s: float = Field(default=3600.0, gt=0)
+    webhook_max_age_s: float = Field(default=86400.0, gt=0)  # then the event is failed
+    webhook_lease_s: float = Field(default=60.0, gt=0)
+
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
         if not self.database_url:

@@ -6,4 +6,6 @@ from dispatch.app import celery_app
 from workers import observe  # noqa: F401 - Celery signal hooks: our logging, /metrics
 
 app = celery_app()
-app.conf.include = ["workers.tasks"]
+# producers.api.entry is the Celery-native entry (idbatch.submit, issue 14): a producer-side
+# task every worker serves. Named, not imported: workers never import producers.
+app.conf.include = ["workers.tasks", "producers.api.entry"]

@@ -10,9 +10,10 @@ import structlog
 from celery import current_app, shared_task
 from celery.exceptions import Retry
 
-from dispatch.app import FAN_OUT, SWEEP, VERIFY
+from dispatch.app import FAN_OUT, SWEEP, VERIFY, WEBHOOK_DELIVER, WEBHOOK_SWEEP
 from dispatch.publish import publish_jobs
 from idbatch.domain import JobStatus
+from workers import webhooks
 from workers.runtime import runtime
 from workers.sweeper import sweep_with_app
 from workers.verify import process_job
@@ -70,3 +71,15 @@ def fan_out(job_ids: list[int]) -> int:
     """
     publish_jobs(job_ids, current_app)
     return len(job_ids)
+
+
+@shared_task(name=WEBHOOK_DELIVER, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def webhook_deliver(outbox_id: int) -> str:
+    """One delivery attempt of one webhook event (issue 14; workers.webhooks)."""
+    return webhooks.deliver(outbox_id, runtime().settings)
+
+
+@shared_task(name=WEBHOOK_SWEEP, acks_late=False, ignore_result=True)
+def webhook_sweep() -> int:
+    """Beat task: derive events of finished batches, publish due deliveries."""
+    return webhooks.sweep_webhooks(runtime().settings, current_app)

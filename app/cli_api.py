@@ -1,0 +1,157 @@
+"""``idbatch api``, ``idbatch tenants …`` and ``idbatch webhooks …`` (issue 14)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from typing import Annotated
+
+import typer
+
+from app.cli_common import app, console, require_schema
+from idbatch.settings import get_settings
+
+tenants_app = typer.Typer(help="API tenants and their keys.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+def _split(value: str) -> list[str]:
+    return [p for p in value.replace(",", " ").split() if p]
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="bind address (IDBATCH_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (IDBATCH_API_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn processes (IDBATCH_API_WORKERS)")] = None,
+) -> None:
+    """Serve the HTTP API for other services (OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    if "IDBATCH_DB_PRE_PING" not in os.environ:
+        # No ping round trip per connection checkout (7 -> 3 round trips saved per single
+        # card): after a Postgres restart one request per process fails (500, "retry it";
+        # SQLAlchemy then drops the whole pool) and the caller's retry with its
+        # Idempotency-Key is safe.
+        os.environ["IDBATCH_DB_PRE_PING"] = "false"
+        get_settings.cache_clear()
+    settings = get_settings()
+    require_schema(settings.database_url)
+    uvicorn.run(
+        "producers.api.app:asgi",
+        factory=True,
+        host=host or settings.api_host,
+        port=port if port is not None else settings.api_port,
+        workers=workers or settings.api_workers,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+
+
+@tenants_app.command("add")
+def tenants_add(
+    name: Annotated[str, typer.Argument(help="tenant name (unique)")],
+    scopes: Annotated[str, typer.Option(help="space or comma separated: submit read reveal")] = "submit read",
+    s3_allowed: Annotated[str, typer.Option(help="comma separated buckets (bucket or bucket/prefix)")] = "",
+    providers: Annotated[
+        str, typer.Option(help="comma separated providers (default: the deployment's)")
+    ] = "",
+    webhook_url: Annotated[str | None, typer.Option(help="default callback URL")] = None,
+    quota: Annotated[float | None, typer.Option(help="requests/s (default IDBATCH_API_QUOTA_PER_S)")] = None,
+) -> None:
+    """Create a tenant; prints its API key and webhook secret ONCE (only hashes/tokens are kept)."""
+    from db.tenants import TenantError, create_tenant
+
+    try:
+        tenant_id, key, secret = create_tenant(
+            name,
+            scopes=tuple(_split(scopes)),
+            s3_allowed=_split(s3_allowed),
+            providers=_split(providers),
+            webhook_url=webhook_url,
+            quota_per_s=quota,
+        )
+    except TenantError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    print(json.dumps({"tenant_id": tenant_id, "api_key": key, "webhook_secret": secret}))
+
+
+@tenants_app.command("add-key")
+def tenants_add_key(
+    name: Annotated[str, typer.Argument(help="tenant name")],
+    scopes: Annotated[str, typer.Option(help="submit read reveal")] = "submit read",
+) -> None:
+    """Another API key for a tenant (rotate: add, switch the caller, revoke the old one)."""
+    from db.tenants import TenantError, add_key
+
+    try:
+        print(add_key(name, tuple(scopes.replace(",", " ").split())))
+    except TenantError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """Tenants, their key ids, scopes and whether revoked (never a secret)."""
+    from db.tenants import list_tenants
+
+    console.print_json(json.dumps(list_tenants()))
+
+
+@tenants_app.command("revoke-key")
+def tenants_revoke_key(
+    key_id: Annotated[str, typer.Argument(help="the key id (idb_<id>_…) or the whole key")],
+) -> None:
+    """Revoke an API key: its next request answers 401."""
+    from db.tenants import revoke_key
+
+    if not revoke_key(key_id):
+        console.print("[red]no such active key[/red]")
+        raise typer.Exit(2)
+    console.print("revoked")
+
+
+@tenants_app.command("rotate-webhook-secret")
+def tenants_rotate_secret(
+    name: Annotated[str, typer.Argument(help="tenant name")],
+    overlap_hours: Annotated[float, typer.Option(help="hours the old secret keeps signing too")] = 24.0,
+) -> None:
+    """A new webhook signing secret (printed once); both sign until the overlap ends."""
+    from db.tenants import TenantError, rotate_webhook_secret
+
+    try:
+        print(rotate_webhook_secret(name, dt.timedelta(hours=overlap_hours)))
+    except TenantError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(
+    outbox_ids: Annotated[list[int] | None, typer.Argument(help="outbox ids (default: all failed)")] = None,
+    batch: Annotated[int | None, typer.Option(help="only events of this batch")] = None,
+) -> None:
+    """Deliver events again now, with their original webhook-id (receivers de-duplicate)."""
+    from db.webhooks import redeliver
+    from dispatch.publish import publish_webhooks
+
+    ids = redeliver(outbox_ids or None, batch_id=batch, failed_only=not outbox_ids and batch is None)
+    publish_webhooks(ids)
+    console.print(f"{len(ids)} event(s) queued for delivery")
+
+
+@webhooks_app.command("status")
+def webhooks_status() -> None:
+    """Outbox events by status."""
+    from db.session import session_scope
+    from db.webhooks import outbox_summary
+
+    with session_scope() as session:
+        console.print_json(json.dumps(outbox_summary(session)))

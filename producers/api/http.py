@@ -1,0 +1,278 @@
+"""HTTP plumbing of the API: RFC 9457 problems, auth, per-tenant quotas, body limits, Idempotency-Key.
+
+- Errors are ``application/problem+json`` (RFC 9457) with ``type``, ``title``, ``status``,
+  ``detail`` and, for refused cards, ``errors`` naming each card and field.
+- Auth is ``Authorization: Bearer idb_…``; an unknown, malformed or revoked key is 401.
+- Quota: a token bucket per tenant *per API process* (``api_quota_per_s``, burst
+  ``api_quota_burst``, or the tenant's own ``quota_per_s``); over it is 429 with
+  ``Retry-After``. N API processes allow N times the rate (README says so).
+- Body limit: a declared ``Content-Length`` over ``api_max_body_bytes`` is 413 before a
+  byte is read; a chunked body is counted as it streams and cut off at the limit.
+- Idempotency-Key (IETF httpapi draft): the key is kept per tenant for
+  ``api_idempotency_ttl_s``; the same key and body replay the stored first response
+  (``Idempotent-Replayed: true``), the same key with another body is 422, a request while
+  the first is still running is 409. A 5xx is not stored: the retry runs afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from db.tenants import (
+    Principal,
+    authenticate,
+    claim_idempotency_key,
+    complete_idempotency_key,
+    release_idempotency_key,
+)
+from idbatch.logging import get_logger
+from idbatch.settings import Settings
+from producers.api.service import fingerprint
+
+log = get_logger(__name__)
+PROBLEM = "application/problem+json"
+PROBLEM_BASE = "https://idbatch.dev/problems/"
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str = "",
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    slug: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (slug or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+class HTTPProblem(Exception):
+    """Raised anywhere in a request; rendered as problem+json by the app's handler."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.errors, self.headers = (
+            status,
+            title,
+            detail,
+            errors,
+            headers,
+        )
+
+    def response(self) -> JSONResponse:
+        return problem_response(
+            self.status, self.title, self.detail, errors=self.errors, headers=self.headers
+        )
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries: each code answers problem+json."""
+    titles = {
+        400: "Bad request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not found",
+        409: "Conflict",
+        413: "Content too large",
+        415: "Unsupported media type",
+        422: "Unprocessable content",
+        429: "Too many requests",
+    }
+    return {
+        c: {"description": titles.get(c, "Problem"), "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}}
+        for c in codes
+    }
+
+
+class _Bucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, time.monotonic()
+
+    def take(self) -> float:
+        """0 if a request may go now, else the seconds until it may."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Quotas:
+    """Per-tenant token buckets of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._buckets: dict[int, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def check(self, principal: Principal) -> None:
+        rate = principal.quota_per_s if principal.quota_per_s is not None else self._settings.api_quota_per_s
+        if rate <= 0:
+            return
+        with self._lock:
+            bucket = self._buckets.get(principal.tenant_id)
+            if bucket is None or bucket.rate != rate:
+                bucket = self._buckets[principal.tenant_id] = _Bucket(
+                    rate, max(self._settings.api_quota_burst, 1)
+                )
+            wait = bucket.take()
+        if wait > 0:
+            raise HTTPProblem(
+                429,
+                "Too many requests",
+                f"over this tenant's quota of {rate:g} requests/s",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+
+
+def principal_of(request: Request, quotas: Quotas | None = None) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    found = authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
+    if found is None:
+        raise HTTPProblem(
+            401,
+            "Unauthorized",
+            "a valid API key is required (Authorization: Bearer idb_…)",
+            headers={"WWW-Authenticate": 'Bearer realm="idbatch"'},
+        )
+    if quotas is not None:
+        quotas.check(found)
+    return found
+
+
+def require(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise HTTPProblem(403, "Forbidden", f"this key lacks the {scope!r} scope")
+
+
+def idempotent(
+    request: Request,
+    principal: Principal,
+    body: Any,
+    settings: Settings,
+    handle: Callable[[int | None], tuple[int, dict[str, Any]]],
+    *,
+    stores_itself: bool = False,
+) -> JSONResponse:
+    """Run ``handle`` once per (tenant, Idempotency-Key); store and replay its answer.
+
+    ``handle`` gets the key's record id; with ``stores_itself`` it writes its 2xx answer
+    into that record in its own transaction (a single card does: atomic with the job).
+    """
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        status, payload = handle(None)
+        return JSONResponse(payload, status_code=status)
+    if not 1 <= len(key) <= 255:
+        raise HTTPProblem(400, "Bad request", "Idempotency-Key must be 1 to 255 characters")
+    state = claim_idempotency_key(
+        principal.tenant_id,
+        key,
+        fingerprint(request.method, request.url.path, body),
+        settings.api_idempotency_ttl_s,
+    )
+    if state.outcome == "mismatch":
+        raise HTTPProblem(
+            422, "Idempotency key reused", "this Idempotency-Key was used with another request body"
+        )
+    if state.outcome == "conflict":
+        raise HTTPProblem(409, "Conflict", "a request with this Idempotency-Key is still being processed")
+    if state.outcome == "replay":
+        stored = state.response or {}
+        media = PROBLEM if (state.status_code or 200) >= 400 else "application/json"
+        return JSONResponse(
+            stored,
+            status_code=state.status_code or 200,
+            media_type=media,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    assert state.record_id is not None
+    try:
+        status, payload = handle(state.record_id)
+    except HTTPProblem as exc:
+        if exc.status in (409, 429) or exc.status >= 500:
+            release_idempotency_key(state.record_id)
+        else:
+            complete_idempotency_key(state.record_id, exc.status, json.loads(bytes(exc.response().body)))
+        raise
+    except BaseException:
+        release_idempotency_key(state.record_id)
+        raise
+    if not stores_itself:
+        complete_idempotency_key(state.record_id, status, payload)
+    return JSONResponse(payload, status_code=status)
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await problem_response(413, "Content too large", f"the body limit is {self.limit} bytes")(
+                scope, receive, send
+            )
+            return
+        seen = 0
+
+        async def counting() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Starlette's own exception: FastAPI's body parsing re-raises it as it is
+                    # (anything else would become a 400), and the app renders it as a problem.
+                    raise StarletteHTTPException(413, "Content too large")
+            return message
+
+        await self.app(scope, counting, send)
