@@ -284,3 +284,4 @@ __all__ = [
     "SideAnswer",
     "Verdict",
 ]
+from db import models_events as models_events  # noqa: E402 - issue 19: registers event_object
