@@ -194,6 +194,10 @@ class Settings(BaseSettings):
     events_routes: list[EventRoute] = Field(default_factory=list)
     # Read claims from a `<ref>.json` sidecar object when the image has no claim metadata.
     events_sidecar: bool = True
+    # HEAD each new object for its claims and routing key (AWS events carry no metadata;
+    # MinIO's do). false: routing by bucket/prefix only, no claims from uploads, one S3
+    # request less per event.
+    events_read_metadata: bool = True
     # Ingest publishes one message per committed chunk that a worker fans out ("fanout"),
     # or one message per job from the producer ("each").
     ingest_publish: Literal["fanout", "each"] = "fanout"

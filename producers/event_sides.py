@@ -50,7 +50,8 @@ class SideReader:
             problems.append(f"{what} is empty (0 bytes)")
         elif up.size > self.settings.image_max_bytes:
             problems.append(f"{what} is {up.size} bytes, over the {self.settings.image_max_bytes}-byte limit")
-        claims, where, problem = self._claims(up, ref if match else None)
+        # the sidecar belongs to the card and is read with its front; a back brings metadata only
+        claims, where, problem = self._claims(up, ref if side_name == "front" else None)
         if problem:
             problems.append(problem)
         route = claims.pop("route", None)
@@ -78,6 +79,8 @@ class SideReader:
     def _claims(self, up: Upload, ref: str | None) -> tuple[dict[str, str], str, str | None]:
         """(claims, where they came from, why they are unusable): metadata, else the sidecar."""
         metadata = up.metadata
+        if metadata is None and not self.settings.events_read_metadata:
+            return {}, "", None
         if metadata is None and not up.key.endswith("/"):
             metadata = self._head(up)
         claims = claims_of(metadata or {})
