@@ -60,13 +60,15 @@ def insert_objects(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[s
     if not rows:
         return {}
     dialect = postgresql if _postgres(session) else sqlite
+    # executemany (SQLAlchemy's "insertmanyvalues": one round trip per 1000 rows) keeps the
+    # statement cached; a multi-VALUES insert is compiled again for every row count.
     stmt = (
         dialect.insert(EventObject)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["url", "etag"])
         .returning(EventObject.id, EventObject.url, EventObject.etag)
     )
-    return {(str(url), str(etag)): int(oid) for oid, url, etag in session.execute(stmt)}
+    result = session.execute(stmt, rows)
+    return {(str(url), str(etag)): int(oid) for oid, url, etag in result}
 
 
 def pending_sides(session: Session, cards: Iterable[tuple[int, str]]) -> list[EventObject]:
