@@ -116,6 +116,7 @@ def variant(endpoint: str, cards: int, *, baseline: bool, concurrency: int, meta
                 "IDBATCH_DATA_DIR": tempfile.mkdtemp(prefix="idbatch-bench-"),
                 "IDBATCH_EVENTS_CONCURRENCY": str(concurrency),
                 "IDBATCH_EVENTS_PAIR_WINDOW_S": "3600",
+                "IDBATCH_LOG_LEVEL": "WARNING",
                 "IDBATCH_EVENTS_READ_METADATA": "true" if metadata else "false",
             }
         )

@@ -82,6 +82,8 @@ def parse_notification(body: str, buckets: frozenset[str] = frozenset()) -> list
             size = int(obj.get("size", 0))
             etag = str(obj.get("eTag", "")).strip('"')
             metadata = _user_metadata(obj.get("userMetadata")) if source == "minio:s3" else None
+        except PoisonMessage:
+            raise  # already says why
         except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
             raise PoisonMessage(f"malformed S3 record ({type(exc).__name__})") from exc
         if buckets and bucket not in buckets:
