@@ -85,7 +85,7 @@ def test_sidecar_claims_refuse_what_is_not_a_json_object_of_strings() -> None:
         "route": "faceid",
     }
     for body in (b"\xff\xfe", b"[1]", json.dumps({"name": 5}).encode()):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="sidecar"):
             sidecar_claims(body)
 
 
