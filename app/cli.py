@@ -10,14 +10,14 @@ from typing import Annotated
 
 import typer
 
-from app import cli_admin
+from app import cli_admin, cli_events
 from app.cli_common import app, console, embedded, parse_config, require_batch, require_schema
 from idbatch.domain import BatchKind
 from idbatch.providers import KNOWN_PROVIDERS, ConfigError
 from idbatch.settings import get_settings
 from idbatch.storage.base import StorageError
 
-__all__ = ["app", "cli_admin", "main"]  # cli_admin: imported to register its commands
+__all__ = ["app", "cli_admin", "cli_events", "main"]  # cli_admin, cli_events: imported to register commands
 
 
 @app.command()

@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, tuple_, update
+from sqlalchemy import bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -176,6 +176,15 @@ __all__ = [
     "ledger_summary",
     "lock_cards",
     "pending_sides",
+    "pending_summary",
     "resolve",
     "resolved_sides",
 ]
+
+
+def pending_summary(session: Session) -> dict[str, Any]:
+    """Sides waiting for their partner: how many, and the oldest's arrival (for `idbatch events pending`)."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(EventObject.seen_at)).where(EventObject.job_id.is_(None))
+    ).one()
+    return {"pending_sides": int(count), "oldest_seen_at": oldest.isoformat() if oldest else None}
