@@ -62,9 +62,9 @@ def test_idbatch_db_commands(env: Env, tmp_path: Path) -> None:
     assert "(empty)" in runner.invoke(app, ["db", "current"]).output
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
     current = runner.invoke(app, ["db", "current"]).output
-    assert "current: 0006" in current and "head: 0006" in current
+    assert "current: 0007" in current and "head: 0007" in current
     assert runner.invoke(app, ["db", "downgrade"]).exit_code == 0  # one step back
-    assert "current: 0005" in runner.invoke(app, ["db", "current"]).output
+    assert "current: 0006" in runner.invoke(app, ["db", "current"]).output
 
 
 def test_production_submit_refuses_a_stale_schema_instead_of_migrating(env: Env, tmp_path: Path) -> None:
