@@ -341,3 +341,30 @@ def test_a_thousand_cards_pair_across_redelivery_a_crash_and_late_backs(
     wrong_refs = {f"CUST-{i:04d}" for i in wrong_name}
     assert mismatched == {ref for ref in done if ref in wrong_refs} and mismatched
     assert all(done[ref] == (JobStatus.NEGATIVE if ref in wrong_refs else JobStatus.PASSED) for ref in done)
+
+
+def test_visibility_is_extended_while_a_slow_poll_is_handled(
+    s3env: Settings, env: Env, s3: Any, bucket: str
+) -> None:
+    settings = env(events_visibility_s=60)
+    sqs = make_client("sqs", settings.sqs_endpoint_url)
+    queue = sqs.create_queue(QueueName=f"slow-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    up = Uploads(s3, sqs, bucket, queue)
+    up.put("slow/S1-front.jpg", b"\xff\xd8" + b"x" * 100, {})
+    up.send(list(up.bodies.values()))
+    ticks = iter(range(0, 10_000, 40))  # every reading of the clock is 40 s later: handling is "slow"
+    own = make_client.__wrapped__("sqs", settings.sqs_endpoint_url)  # not the process's shared client
+    listener = EventListener(
+        settings, queue_url=queue, sqs=own, publish=lambda ids: None, clock=lambda: next(ticks)
+    )
+    extended: list[int] = []
+    real = own.change_message_visibility_batch
+
+    def counting(**kwargs: Any) -> Any:
+        extended.append(len(kwargs["Entries"]))
+        return real(**kwargs)
+
+    own.change_message_visibility_batch = counting
+    stats = listener.poll_once(wait_s=1)
+    assert stats.received == 1 and stats.pending == 1 and stats.deleted == 1
+    assert extended and all(n == 1 for n in extended)  # extended before the commit and the delete
