@@ -60,7 +60,7 @@ class EventObject(Base):
     side: Mapped[str | None] = mapped_column(String(8))
     external_ref: Mapped[str | None] = mapped_column(String(fields.EXTERNAL_REF_MAX))
     # Claims from the object's metadata or sidecar, validated like manifest rows and held
-    # as Fernet tokens bound to this table; cleared once the side is a job.
+    # as vault tokens bound to this table; cleared once the side is a job.
     claimed_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     claimed_id_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Why this object cannot be verified (size, unreadable metadata); its card is rejected.
