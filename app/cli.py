@@ -234,7 +234,7 @@ def listen(
     listener = EventListener(settings, queue_url=queue_url, provider=provider, config=parse_config(config))
     console.print(f"listening on {listener.queue_url} → batch {listener.batch_id}")
     total = listener.run(until_idle=until_idle)
-    console.print_json(json.dumps(vars(total)))
+    console.print_json(json.dumps({**vars(total), "events_per_s": round(total.events_per_s, 1)}))
 
 
 @app.command()
