@@ -97,7 +97,9 @@ def _populate(s3: Any, bucket: str, prefix: str, cards: int) -> list[str]:
     return bodies
 
 
-def variant(endpoint: str, cards: int, *, baseline: bool, concurrency: int, metadata: bool) -> dict[str, Any]:
+def variant(
+    endpoint: str, cards: int, *, baseline: bool, concurrency: int, metadata: bool, depth: int = 60
+) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from app.embedded import apply_env
@@ -132,7 +134,7 @@ def variant(endpoint: str, cards: int, *, baseline: bool, concurrency: int, meta
         bodies = _populate(s3, bucket, "inbox", cards)
         events = len(bodies)
         listener = EventListener(settings, queue_url=queue, provider="acedata", publish=lambda ids: None)
-        feeder = Feeder(sqs, queue, bodies)
+        feeder = Feeder(sqs, queue, bodies, depth)
         deleting = listener._delete
 
         def counted(messages: list[dict[str, Any]]) -> int:
@@ -185,6 +187,7 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=2000)
     parser.add_argument("--baseline-cards", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--depth", type=int, default=60, help="most messages waiting in the queue")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
         "--no-metadata", action="store_true", help="skip the HEAD per object (routing by prefix)"
@@ -203,10 +206,19 @@ def main() -> None:
                 break
             except Exception:  # noqa: BLE001 - moto still starting
                 time.sleep(0.1)
-        report: dict[str, Any] = {"cpus": os.cpu_count(), "concurrency": args.concurrency}
+        report: dict[str, Any] = {
+            "cpus": os.cpu_count(),
+            "concurrency": args.concurrency,
+            "depth": args.depth,
+        }
         meta = not args.no_metadata
         report["listener"] = variant(
-            endpoint, args.cards, baseline=False, concurrency=args.concurrency, metadata=meta
+            endpoint,
+            args.cards,
+            baseline=False,
+            concurrency=args.concurrency,
+            metadata=meta,
+            depth=args.depth,
         )
         report["events_per_s"] = report["listener"]["events_per_s"]
         if not args.no_baseline:
