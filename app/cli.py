@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from app import cli_admin, cli_api, cli_ops
+from app import cli_admin, cli_api, cli_events, cli_ops
 from app.cli_common import (
     LogLevel,
     ProviderName,
@@ -26,7 +26,8 @@ from idbatch.providers import KNOWN_PROVIDERS, ConfigError
 from idbatch.settings import get_settings
 from idbatch.storage.base import StorageError
 
-__all__ = ["app", "cli_admin", "cli_api", "cli_ops", "main"]  # imported to register their commands
+# The cli_* modules are imported to register their commands.
+__all__ = ["app", "cli_admin", "cli_api", "cli_events", "cli_ops", "main"]
 
 
 @app.command()
@@ -301,7 +302,7 @@ def listen(
     serve(settings, with_backlog=False)  # ingest rows/s, on IDBATCH_METRICS_PORT (0: none)
     console.print(f"listening on {listener.queue_url} → batch {listener.batch_id}")
     total = listener.run(until_idle=until_idle)
-    console.print_json(json.dumps(vars(total)))
+    console.print_json(json.dumps({**vars(total), "events_per_s": round(total.events_per_s, 1)}))
 
 
 @app.command()

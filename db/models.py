@@ -287,4 +287,5 @@ __all__ = [
     "Verdict",
 ]
 
-from db import models_api  # noqa: E402, F401 - registers the API tables (issue 14)
+# Feature tables live in their own modules; importing them here registers them on Base.metadata.
+from db import models_api, models_events  # noqa: E402, F401 - API tables (14), event_object (19)

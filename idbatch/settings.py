@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from idbatch.event_routes import EventRoute
+
 DEV_PLACEHOLDER = "dev-placeholder"
 # The credentials each provider needs; production refuses placeholders for the one in use.
 PROVIDER_SECRETS: dict[str, tuple[str, ...]] = {
@@ -177,6 +179,25 @@ class Settings(BaseSettings):
     events_wait_s: int = Field(default=20, ge=0, le=20)
     events_visibility_s: int = Field(default=300, ge=1, le=43200)
     events_max_receives: int = Field(default=5, ge=1)
+    # --- S3 upload events that understand cards (issue 19) ---
+    # A `<ref>-front.*` / `<ref>-back.*` upload waits in Postgres (event_object) this long
+    # for its other side; then a lone front is a one-sided job (providers reading only a
+    # front) or rejected naming the missing side, and a lone back is rejected.
+    events_pair_window_s: float = Field(default=300.0, ge=0)
+    # How often the listener's loop resolves sides whose window ended (`idbatch events sweep`
+    # does it too, from cron or by hand, so expiry never depends on one process's memory).
+    events_sweep_s: float = Field(default=1.0, gt=0)
+    # Receives in flight at once (each up to 10 messages), and so the HEAD requests that
+    # read the uploads' metadata; one process commits what they bring, in order.
+    events_concurrency: int = Field(default=4, ge=1, le=64)
+    # Prefix/route-key rules selecting provider, config and batch (idbatch.event_routes).
+    events_routes: list[EventRoute] = Field(default_factory=list)
+    # Read claims from a `<ref>.json` sidecar object when the image has no claim metadata.
+    events_sidecar: bool = True
+    # HEAD each new object for its claims and routing key (AWS events carry no metadata;
+    # MinIO's do). false: routing by bucket/prefix only, no claims from uploads, one S3
+    # request less per event.
+    events_read_metadata: bool = True
     # Ingest publishes one message per committed chunk that a worker fans out ("fanout"),
     # or one message per job from the producer ("each").
     ingest_publish: Literal["fanout", "each"] = "fanout"

@@ -1,52 +1,61 @@
-"""``idbatch listen``: S3 upload events from SQS become jobs in a standing "events" batch.
+"""``idbatch listen``: S3 upload events from SQS become cards, paired front and back (issue 19).
 
-Each received SQS batch (<= 10 messages, long polling) is handled in four steps:
+The pipeline, per SQS receive (<= 10 messages, long polling), ``events_concurrency``
+receives in flight on a small thread pool:
 
-1. parse: every ``ObjectCreated:*`` record names one new object → one job whose front
-   image is that object (an events batch verifies objects one by one; pair sides with a
-   prefix scan instead). ``s3:TestEvent`` and ``ObjectRemoved:*`` are acknowledged and
-   make no job. SNS-wrapped notifications are unwrapped.
-2. poison: a message that is not an S3 notification, or that came back more than
-   ``IDBATCH_EVENTS_MAX_RECEIVES`` times, is set aside *with its reason*: recorded as a
-   rejected job (``external_ref = sqs:<message id>``) so the report accounts for it, and
-   copied to ``IDBATCH_EVENTS_DLQ_URL`` when one is configured.
-3. record: the jobs are inserted and committed (``producers.submit.ingest_rows``), then
-   published. A record already in the batch (same bucket/key/etag: a redelivered message
-   whose delete was lost) is skipped, so redelivery never makes a second job.
-4. delete: only now, one ``DeleteMessageBatch`` for the handled messages. A crash
-   before it leaves them invisible until the visibility timeout, then they come back
-   (and step 3 skips them). Handling that outlives half the visibility timeout extends
-   it first, so a slow database never hands the same message to a second listener.
+1. parse (``producers.event_parse``): AWS and MinIO notification shapes, SNS-wrapped
+   ones, ``s3:TestEvent``. A message that is not an S3 notification, names a bucket
+   outside ``IDBATCH_EVENTS_BUCKETS`` or came back more than
+   ``IDBATCH_EVENTS_MAX_RECEIVES`` times is poison *by itself* (never the listener or
+   the valid messages received with it): a rejected job ``sqs:<message id>`` with its
+   reason, copied to ``IDBATCH_EVENTS_DLQ_URL`` when set.
+2. read each new object's metadata (a HEAD; MinIO's events carry it) or its
+   ``<ref>.json`` sidecar: external ref, claimed name and ID number, validated like
+   manifest rows; and its routing key, which with the object's bucket/prefix selects
+   provider, config and batch (``IDBATCH_EVENTS_ROUTES``). Object versions the ledger
+   already holds are duplicates and skip this. An S3 that fails transiently leaves the
+   message undeleted, to come back.
+3. record (``producers.pairing.record_sides``): the receives completed so far are
+   committed in one transaction: sides into the ledger, every card now complete
+   into one job, lone sides pending in Postgres. Then the jobs are published.
+4. delete: only now, ``DeleteMessageBatch``. A crash before it brings the messages back
+   after the visibility timeout, and the ledger makes them duplicates. Handling that
+   outlives half the visibility timeout extends it first.
+
+A side waiting for its partner is durable in the ledger, so its message is deleted once
+that is committed: SQS does not have to hold a message for the whole pairing window.
+Every ``events_sweep_s`` the loop resolves the cards whose window ended
+(``pairing.sweep_expired``).
 """
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus
 
-from db.ingest import next_row_number, recorded_keys, standing_batch
-from dispatch.publish import Publisher
+from db.events import known_objects
+from db.ingest import standing_batch
+from db.models import utcnow
+from db.session import session_scope
+from dispatch.publish import Publisher, default_publisher
 from idbatch.logging import get_logger
 from idbatch.providers import check_config
 from idbatch.settings import Settings
-from idbatch.storage.base import ObjectInfo
-from idbatch.storage.s3 import make_client, s3_url
-from producers.csv_manifest import ManifestRow, RowError
-from producers.s3 import ObjectRow, RejectedObjects, object_job_values
-from producers.submit import ingest_rows
+from idbatch.storage.s3 import make_client
+from producers.event_parse import SIDECAR, PoisonMessage, Upload, parse_notification
+from producers.event_sides import Deferred, SideReader
+from producers.pairing import Side, poison_job, record_sides, sweep_expired
 
 log = get_logger(__name__)
 
 SQS_MAX_BATCH = 10
-
-
-class PoisonMessage(ValueError):
-    """A message that can never become a job; the message text is the reason."""
+__all__ = ["EventListener", "PoisonMessage", "PollStats", "parse_notification"]
 
 
 @dataclass
@@ -54,61 +63,40 @@ class PollStats:
     received: int = 0
     jobs: int = 0
     rejected: int = 0
+    paired: int = 0
+    pending: int = 0
     duplicates: int = 0
     ignored: int = 0
+    sidecars: int = 0
     poison: int = 0
+    deferred: int = 0
     deleted: int = 0
+    elapsed_s: float = 0.0
 
     def add(self, other: PollStats) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
+    @property
+    def events_per_s(self) -> float:
+        return self.received / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
 
 @dataclass
 class _Parsed:
     message: dict[str, Any]
-    objects: list[ObjectInfo] = field(default_factory=list)
+    uploads: list[Upload] = field(default_factory=list)
     poison: str | None = None
+    sides: list[Side] = field(default_factory=list)
+    duplicates: int = 0
+    sidecars: int = 0
+    deferred: bool = False
 
 
-def parse_notification(body: str, buckets: frozenset[str] = frozenset()) -> list[ObjectInfo]:
-    """The objects created according to one SQS message body; raises PoisonMessage.
-
-    ``buckets``, when given, are the only buckets whose events are trusted: a message
-    naming another one is poison (anyone who can write to the queue could otherwise
-    make us read and present any bucket this process can reach).
-    """
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise PoisonMessage("message body is not JSON") from exc
-    if isinstance(payload, dict) and payload.get("Type") == "Notification" and "Message" in payload:
-        return parse_notification(str(payload["Message"]), buckets)  # delivered through SNS
-    if not isinstance(payload, dict):
-        raise PoisonMessage("message body is not a JSON object")
-    if payload.get("Event") == "s3:TestEvent":
-        return []
-    records = payload.get("Records")
-    if not isinstance(records, list):
-        raise PoisonMessage("not an S3 event notification (no Records)")
-    objects: list[ObjectInfo] = []
-    for record in records:
-        try:
-            if record.get("eventSource") != "aws:s3":
-                raise PoisonMessage(f"record from {record.get('eventSource')!r}, not aws:s3")
-            if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
-                continue
-            bucket = record["s3"]["bucket"]["name"]
-            obj = record["s3"]["object"]
-            key = unquote_plus(obj["key"])  # event keys are URL-encoded, spaces as "+"
-            size = int(obj.get("size", 0))
-            etag = str(obj.get("eTag", "")).strip('"')
-        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
-            raise PoisonMessage(f"malformed S3 record ({type(exc).__name__})") from exc
-        if buckets and bucket not in buckets:
-            raise PoisonMessage(f"event from bucket {bucket!r}, which this listener does not serve")
-        objects.append(ObjectInfo(s3_url(bucket, key), key, size, etag))
-    return objects
+@dataclass
+class _Received:
+    parsed: list[_Parsed]
+    received_at: float
 
 
 class EventListener:
@@ -120,8 +108,10 @@ class EventListener:
         provider: str | None = None,
         config: dict[str, Any] | None = None,
         sqs: Any = None,
+        s3: Any = None,
         publish: Publisher | None = None,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.queue_url = queue_url or settings.events_queue_url
@@ -130,128 +120,133 @@ class EventListener:
         self.provider = provider or settings.provider
         self.config = config or {}
         self.sqs = sqs or make_client("sqs", settings.sqs_endpoint_url)
-        self.publish = publish
+        self.s3 = s3 or make_client("s3", settings.s3_endpoint_url)
+        self.publish = publish or default_publisher(settings.ingest_publish)
         self.clock = clock
+        self.now = now
         check_config(self.provider, self.config)
+        for rule in settings.events_routes:
+            check_config(rule.provider, rule.config)  # a bad rule stops the listener at start
         self.batch_id = standing_batch(f"sqs:{self.queue_url}", self.provider, self.config)
-        self._rows = next_row_number(self.batch_id)
+        self.sides = SideReader(settings, self.s3, self.batch_id)
+        # HEAD/sidecar reads of one SQS batch run side by side (S3 latency, not CPU)
+        self._heads = ThreadPoolExecutor(4 * settings.events_concurrency, thread_name_prefix="listen-head")
+        self._buckets = frozenset(settings.events_buckets)
 
-    # --- one receive --------------------------------------------------------------------
+    # --- receive and prepare (pool threads) ---------------------------------------------
 
-    def poll_once(self, wait_s: int | None = None) -> PollStats:
-        wait = self.settings.events_wait_s if wait_s is None else wait_s
+    def _receive(self, wait_s: int, max_messages: int = SQS_MAX_BATCH) -> _Received:
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=SQS_MAX_BATCH,
-            WaitTimeSeconds=wait,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_s,
             VisibilityTimeout=self.settings.events_visibility_s,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
-        received_at = self.clock()
-        messages: list[dict[str, Any]] = response.get("Messages", [])
-        stats = PollStats(received=len(messages))
-        if not messages:
-            return stats
-        parsed = [self._parse(m) for m in messages]
-        self._keep_invisible(messages, received_at)
-        items: list[ManifestRow | RowError] = []
-        for p in parsed:
-            if p.poison is not None:
-                stats.poison += 1
-                items.append(self._poison_row(p))
-            elif not p.objects:
-                stats.ignored += 1
-            for info in p.objects:
-                items.append(self._object_row(info))
-        items, stats.duplicates = self._without_recorded(items)
-        if items:
-            result = ingest_rows(
-                self.batch_id,
-                items,
-                self.provider,
-                self.config,
-                publish=self.publish,
-                job_values=object_job_values,
-            )
-            stats.jobs, stats.rejected = result.queued, result.rejected
-        self._set_aside([p for p in parsed if p.poison is not None])
-        self._keep_invisible(messages, received_at)
-        stats.deleted = self._delete(messages)
-        return stats
+        received = _Received([self._parse(m) for m in response.get("Messages", [])], self.clock())
+        uploads = [u for p in received.parsed for u in p.uploads]
+        if uploads:
+            with session_scope() as session:
+                known = known_objects(session, [(u.url, u.etag) for u in uploads])
+            self._prepare(received.parsed, known)
+        return received
 
     def _parse(self, message: dict[str, Any]) -> _Parsed:
-        """One message, isolated: whatever is wrong with it poisons it alone, never the
-        listener or the valid messages received with it."""
         try:
             receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             if receives > self.settings.events_max_receives:
                 return _Parsed(message, poison=f"received {receives} times without being recorded")
-            buckets = frozenset(self.settings.events_buckets)
-            return _Parsed(message, parse_notification(str(message.get("Body", "")), buckets))
+            return _Parsed(message, parse_notification(str(message.get("Body", "")), self._buckets))
         except PoisonMessage as exc:
             return _Parsed(message, poison=str(exc))
         except (ValueError, TypeError, AttributeError, KeyError, OverflowError, RecursionError) as exc:
             # 1e400 sizes, 100 000-deep nesting, wrong types: named by class, never echoed
             return _Parsed(message, poison=f"unreadable message ({type(exc).__name__})")
 
-    def _row(self) -> int:
-        self._rows += 1
-        return self._rows - 1
+    def _prepare(self, parsed: list[_Parsed], known: set[tuple[str, str]]) -> None:
+        """Read every new object of one receive, side by side (S3 latency, not CPU)."""
+        todo: list[tuple[_Parsed, Upload]] = []
+        for p in parsed:
+            for upload in p.uploads:
+                if (upload.url, upload.etag) in known:
+                    p.duplicates += 1
+                elif self.settings.events_sidecar and SIDECAR.match(upload.key):
+                    p.sidecars += 1  # read with its card's images, not a job itself
+                else:
+                    todo.append((p, upload))
+        for (p, _), side in zip(todo, self._heads.map(self._side_or_none, [u for _, u in todo]), strict=True):
+            if side is None:
+                p.deferred = True
+            elif not p.deferred:
+                p.sides.append(side)
+        for p in parsed:
+            if p.deferred:
+                p.sides = []  # the whole message comes back later
 
-    def _object_row(self, info: ObjectInfo) -> ManifestRow | RowError:
-        row = self._row()
-        ref = info.key if len(info.key) <= 256 else "…" + info.key[-255:]
-        reason = None
-        if info.key.endswith("/"):
-            reason = "folder placeholder object, not an image"
-        elif info.size == 0:
-            reason = "front image is empty (0 bytes)"
-        elif info.size > self.settings.image_max_bytes:
-            reason = f"front image is {info.size} bytes, over the {self.settings.image_max_bytes}-byte limit"
-        if reason is not None:
-            return RejectedObjects(row, 0, reason, ref, front=info.url)
-        return ObjectRow(row, 0, ref, info.url, None, None, None, objects=(info,))
+    def _side_or_none(self, upload: Upload) -> Side | None:
+        try:
+            return self.sides.side(upload)
+        except Deferred as exc:
+            log.warning("S3 unavailable; the message will come back", error=str(exc))
+            return None
 
-    def _poison_row(self, parsed: _Parsed) -> RowError:
-        message_id = str(parsed.message.get("MessageId", "?"))
-        return RowError(
-            self._row(), 0, f"poison SQS message: {parsed.poison}", external_ref=f"sqs:{message_id}"
-        )
+    # --- record and delete (the calling thread) -----------------------------------------
 
-    def _without_recorded(
-        self, items: list[ManifestRow | RowError]
-    ) -> tuple[list[ManifestRow | RowError], int]:
-        """Drop object rows whose exact object version is already a job here (or earlier in this poll)."""
-        keys: dict[int, str] = {}
-        for item in items:
-            if isinstance(item, ObjectRow):
-                values = object_job_values(self.batch_id, item, self.provider, self.config)
-                keys[id(item)] = str(values["idempotency_key"])
-        if not keys:
-            return items, 0
-        seen = recorded_keys(self.batch_id, set(keys.values()))
-        kept: list[ManifestRow | RowError] = []
-        for item in items:
-            key = keys.get(id(item))
-            if key is not None and key in seen:
-                continue
-            if key is not None:
-                seen.add(key)
-            kept.append(item)
-        return kept, len(items) - len(kept)
+    def _commit(self, group: list[_Received]) -> PollStats:
+        stats, handled = self._record(group)
+        stats.deleted = self._delete(handled)
+        return stats
 
-    def _keep_invisible(self, messages: list[dict[str, Any]], received_at: float) -> None:
-        """Extend the visibility timeout when handling has used half of it."""
+    def _record(self, group: list[_Received]) -> tuple[PollStats, list[dict[str, Any]]]:
+        """Commit what the receives brought; the messages that may now be deleted."""
+        parsed = [p for r in group for p in r.parsed]
+        stats = PollStats(received=len(parsed))
+        if not parsed:
+            return stats, []
+        self._keep_invisible(group)
+        extra = []
+        for p in parsed:
+            if p.poison is not None:
+                stats.poison += 1
+                extra.append(poison_job(self.batch_id, p.poison, str(p.message.get("MessageId", "?"))))
+            elif not p.uploads:
+                stats.ignored += 1
+            stats.deferred += int(p.deferred)
+            stats.sidecars += p.sidecars
+            stats.duplicates += p.duplicates
+        sides = [s for p in parsed for s in p.sides]
+        outcome = record_sides(sides, self.publish, self.now(), extra)
+        stats.jobs, stats.rejected, stats.paired = outcome.jobs, outcome.rejected, outcome.paired
+        stats.pending, stats.duplicates = outcome.pending, stats.duplicates + outcome.duplicates
+        self._set_aside([p for p in parsed if p.poison is not None])
+        self._keep_invisible(group)
+        return stats, [p.message for p in parsed if not p.deferred]
+
+    def sweep(self) -> PollStats:
+        """Resolve every card whose pairing window has ended (page by page)."""
+        stats = PollStats()
+        while True:
+            out = sweep_expired(self.publish, self.now(), self.settings.events_pair_window_s)
+            stats.jobs, stats.rejected = stats.jobs + out.jobs, stats.rejected + out.rejected
+            stats.paired += out.paired
+            if out.jobs + out.rejected == 0:
+                return stats
+
+    def _keep_invisible(self, group: list[_Received]) -> None:
+        """Extend the visibility timeout of receives whose handling has used half of it."""
         timeout = self.settings.events_visibility_s
-        if self.clock() - received_at < timeout / 2:
-            return
-        self.sqs.change_message_visibility_batch(
-            QueueUrl=self.queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": timeout}
-                for i, m in enumerate(messages)
-            ],
-        )
+        for received in group:
+            if self.clock() - received.received_at < timeout / 2:
+                continue
+            for chunk in _chunks([p.message for p in received.parsed]):
+                self.sqs.change_message_visibility_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": timeout}
+                        for i, m in enumerate(chunk)
+                    ],
+                )
+            received.received_at = self.clock()
 
     def _set_aside(self, poison: list[_Parsed]) -> None:
         if not poison or not self.settings.events_dlq_url:
@@ -270,16 +265,27 @@ class EventListener:
             )
 
     def _delete(self, messages: list[dict[str, Any]]) -> int:
-        response = self.sqs.delete_message_batch(
-            QueueUrl=self.queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
-        failed = response.get("Failed", [])
-        if failed:  # they come back after the timeout and are skipped as already recorded
-            log.warning("some SQS deletes failed", failed=len(failed))
-        return len(response.get("Successful", []))
+        deleted = 0
+        for chunk in _chunks(messages):
+            response = self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+            if response.get("Failed"):  # they come back after the timeout and are duplicates then
+                log.warning("some SQS deletes failed", failed=len(response["Failed"]))
+            deleted += len(response.get("Successful", []))
+        return deleted
 
-    # --- the loop -----------------------------------------------------------------------
+    # --- the loops ----------------------------------------------------------------------
+
+    def poll_once(self, wait_s: int | None = None, max_messages: int = SQS_MAX_BATCH) -> PollStats:
+        """One receive, handled to the end, then the sweep (no pool: the baseline's path)."""
+        started = self.clock()
+        wait = self.settings.events_wait_s if wait_s is None else wait_s
+        stats = self._commit([self._receive(wait, max_messages)])
+        stats.add(self.sweep())
+        stats.elapsed_s = self.clock() - started
+        return stats
 
     def run(
         self,
@@ -289,17 +295,51 @@ class EventListener:
         wait_s: int | None = None,
         stop: threading.Event | None = None,
     ) -> PollStats:
-        """Poll until ``stop`` is set, ``max_messages`` were handled, or (``until_idle``) a poll is empty."""
+        """Poll until ``stop`` is set, ``max_messages`` were handled, or (``until_idle``) the
+        queue answers empty; receives run ``events_concurrency`` at a time."""
+        wait = self.settings.events_wait_s if wait_s is None else wait_s
         total = PollStats()
-        while not (stop is not None and stop.is_set()):
-            stats = self.poll_once(wait_s)
-            total.add(stats)
-            if stats.received:
-                log.info(
-                    "events recorded", batch_id=self.batch_id, **{k: v for k, v in vars(stats).items() if v}
+        started = last_sweep = self.clock()
+        in_flight: set[Future[_Received]] = set()
+        deleting: set[Future[int]] = set()
+        idle = False
+        with (
+            ThreadPoolExecutor(self.settings.events_concurrency, thread_name_prefix="listen") as pool,
+            ThreadPoolExecutor(2, thread_name_prefix="listen-delete") as deleter,
+        ):
+            while True:
+                done_receiving = (
+                    idle
+                    or (stop is not None and stop.is_set())
+                    or (max_messages is not None and total.received >= max_messages)
                 )
-            if until_idle and stats.received == 0:
-                break
-            if max_messages is not None and total.received >= max_messages:
-                break
+                while not done_receiving and len(in_flight) < self.settings.events_concurrency:
+                    in_flight.add(pool.submit(self._receive, wait))
+                if not in_flight:
+                    break
+                done, in_flight = wait_for(in_flight, return_when=FIRST_COMPLETED)
+                group = [f.result() for f in done]
+                if until_idle and any(r.parsed for r in group):
+                    idle = False  # an empty receive while others still brought messages
+                elif until_idle:
+                    idle = True
+                stats, handled = self._record(group)
+                if handled:  # committed: deleting them no longer holds up the next commit
+                    deleting.add(deleter.submit(self._delete, handled))
+                finished = {f for f in deleting if f.done()}
+                deleting -= finished
+                stats.deleted = sum(f.result() for f in finished)  # a failed delete raises here
+                if stats.received:
+                    log.debug("events recorded", **{k: v for k, v in vars(stats).items() if v})
+                total.add(stats)
+                if self.clock() - last_sweep >= self.settings.events_sweep_s or done_receiving:
+                    total.add(self.sweep())
+                    last_sweep = self.clock()
+            total.deleted += sum(f.result() for f in deleting)
+        total.elapsed_s = self.clock() - started
+        log.info("listener stopped", events_per_s=round(total.events_per_s, 1), received=total.received)
         return total
+
+
+def _chunks(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return [messages[i : i + SQS_MAX_BATCH] for i in range(0, len(messages), SQS_MAX_BATCH)]

@@ -49,7 +49,11 @@ def test_upload_events_become_jobs_and_every_object_is_accounted_for(
     s3env: Settings, env: Env, s3: Any, bucket: str, queues: tuple[str, str], simulator: Simulator
 ) -> None:
     url, dlq = queues
-    settings = env(acedata_base_url=simulator.url, events_dlq_url=dlq, image_max_bytes=100_000)
+    # window 0: a lone front is resolved by the loop's next sweep, a one-sided job (AceData
+    # reads only the front); pairing itself is tests/s3/test_event_pairing.py
+    settings = env(
+        acedata_base_url=simulator.url, events_dlq_url=dlq, image_max_bytes=100_000, events_pair_window_s=0
+    )
     sqs = make_client("sqs", settings.sqs_endpoint_url)
     front, _ = _card_images()
     uploads = {f"inbox/用户-{i:03d}-front.jpg": front for i in range(25)}

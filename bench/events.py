@@ -1,0 +1,237 @@
+"""Upload-event benchmark: events/s from SQS to committed jobs (issue 19; target >= 500/s).
+
+Cards are uploaded to S3 as front and back (claims in the front's user metadata), and one
+AWS-shaped notification per object is put on an SQS queue, fronts and backs shuffled.
+The clock runs from the listener's start until every event is received, recorded in
+the ledger, paired into a committed job, and deleted from the queue. In the same run,
+on the same servers, the baseline handles one message at a time (receive 1, HEAD,
+commit, delete). The S3/SQS API is moto's server in a subprocess (real boto3 over
+HTTP); the database is a new, migrated Postgres database per variant. Jobs are not
+published (no broker): this measures the producer side.
+
+    python bench/events.py [--cards 2000] [--baseline-cards 300] [--concurrency 4] [--runs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from common import PII_KEY, free_port, fresh_database
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+class Feeder(threading.Thread):
+    """Sends the notifications as S3 would while uploads go on, keeping the queue shallow.
+
+    moto's ReceiveMessage costs grow with queue depth (it deep-copies messages as it walks
+    the queue: ~20 ms at 20 messages, ~600 ms at 1,000 on this box); SQS's do not. So
+    at most ``depth`` messages wait at any time, and the listener never starves.
+    """
+
+    def __init__(self, sqs: Any, queue: str, bodies: list[str], depth: int = 60) -> None:
+        super().__init__(daemon=True)
+        self.sqs, self.queue, self.bodies, self.depth = sqs, queue, bodies, depth
+        self.sent = self.consumed = 0
+
+    def run(self) -> None:
+        while self.sent < len(self.bodies):
+            if self.sent - self.consumed >= self.depth:
+                time.sleep(0.002)
+                continue
+            chunk = self.bodies[self.sent : self.sent + 10]
+            entries = [{"Id": str(j), "MessageBody": b} for j, b in enumerate(chunk)]
+            self.sqs.send_message_batch(QueueUrl=self.queue, Entries=entries)
+            self.sent += len(chunk)
+
+
+def _populate(s3: Any, bucket: str, prefix: str, cards: int) -> list[str]:
+    """Put ``cards`` fronts and backs; one notification body per object, shuffled."""
+    body = b"\xff\xd8\xff\xe0" + os.urandom(2048) + b"\xff\xd9"  # never decoded: the listener reads no pixels
+    name = "=?UTF-8?B?" + base64.b64encode("张伟".encode()).decode() + "?="
+
+    def put(i: int) -> list[str]:
+        out = []
+        for side in ("front", "back"):
+            key = f"{prefix}/C{i:06d}-{side}.jpg"
+            meta = {"external-ref": f"R{i:06d}", "name": name, "id-number": "11010519491231002X"}
+            etag = s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=meta if side == "front" else {})
+            record = {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": bucket},
+                    "object": {"key": key, "size": len(body), "eTag": etag["ETag"].strip('"')},
+                },
+            }
+            out.append(json.dumps({"Records": [record]}))
+        return out
+
+    with ThreadPoolExecutor(8) as pool:
+        bodies = [b for pair in pool.map(put, range(cards)) for b in pair]
+    random.Random(cards).shuffle(bodies)
+    return bodies
+
+
+def variant(
+    endpoint: str, cards: int, *, baseline: bool, concurrency: int, metadata: bool, depth: int = 60
+) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from app.embedded import apply_env
+    from db.models import Job
+    from db.session import session_scope
+    from idbatch.storage.s3 import make_client
+    from producers.events import EventListener
+
+    with fresh_database("bench_events", migrate=True) as db:
+        os.environ.update(
+            {
+                "IDBATCH_DATABASE_URL": db,
+                "IDBATCH_PII_KEY": PII_KEY,
+                "IDBATCH_S3_ENDPOINT_URL": endpoint,
+                "IDBATCH_SQS_ENDPOINT_URL": endpoint,
+                "IDBATCH_DATA_DIR": tempfile.mkdtemp(prefix="idbatch-bench-"),
+                "IDBATCH_EVENTS_CONCURRENCY": str(concurrency),
+                "IDBATCH_EVENTS_PAIR_WINDOW_S": "3600",
+                "IDBATCH_LOG_LEVEL": "WARNING",
+                "IDBATCH_EVENTS_READ_METADATA": "true" if metadata else "false",
+            }
+        )
+        settings = apply_env({})
+        from idbatch.logging import configure
+
+        configure("WARNING")
+        s3, sqs = make_client("s3", endpoint), make_client("sqs", endpoint)
+        name = f"{'base' if baseline else 'pool'}-{os.getpid()}-{time.monotonic_ns()}"
+        bucket = f"bench-{name}"
+        s3.create_bucket(Bucket=bucket)
+        queue = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+        bodies = _populate(s3, bucket, "inbox", cards)
+        events = len(bodies)
+        listener = EventListener(settings, queue_url=queue, provider="acedata", publish=lambda ids: None)
+        feeder = Feeder(sqs, queue, bodies, depth)
+        deleting = listener._delete
+
+        def counted(messages: list[dict[str, Any]]) -> int:
+            n = deleting(messages)
+            feeder.consumed += n
+            return n
+
+        listener._delete = counted  # type: ignore[method-assign]
+        feeder.start()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if baseline:
+            received = deleted = 0
+            while received < events:
+                stats = listener.poll_once(wait_s=1, max_messages=1)
+                received, deleted = received + stats.received, deleted + stats.deleted
+        else:
+            stats = listener.run(max_messages=events, wait_s=1)
+            received, deleted = stats.received, stats.deleted
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        with session_scope() as session:
+            jobs = session.scalar(
+                select(func.count()).select_from(Job).where(Job.batch_id == listener.batch_id)
+            )
+            paired = session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.batch_id == listener.batch_id, Job.back_image.is_not(None), Job.status == "queued")
+            )
+        return {
+            "events": events,
+            "received": received,
+            "deleted": deleted,
+            "jobs": jobs,
+            "two_sided_jobs": paired,
+            "seconds": round(elapsed, 3),
+            "events_per_s": round(events / elapsed, 1),
+            "claims_from_metadata": metadata,
+            "listener_cpu_ms_per_event": round(1000 * cpu / events, 3),
+            # SQS delivers at least once (moto's threaded server hands a message to two
+            # concurrent receives now and then): a redelivery must be a duplicate, not a job
+            "redelivered": received - events,
+            "all_paired": jobs == cards and paired == cards and deleted >= events,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cards", type=int, default=2000)
+    parser.add_argument("--baseline-cards", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--depth", type=int, default=60, help="most messages waiting in the queue")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--no-metadata", action="store_true", help="skip the HEAD per object (routing by prefix)"
+    )
+    args = parser.parse_args()
+    os.environ.update(
+        {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    )
+    moto, endpoint = _start_moto()
+    try:
+        import boto3
+
+        for _ in range(100):
+            try:
+                boto3.client("s3", endpoint_url=endpoint).list_buckets()
+                break
+            except Exception:  # noqa: BLE001 - moto still starting
+                time.sleep(0.1)
+        report: dict[str, Any] = {
+            "cpus": os.cpu_count(),
+            "concurrency": args.concurrency,
+            "depth": args.depth,
+        }
+        meta = not args.no_metadata
+        report["listener"] = variant(
+            endpoint,
+            args.cards,
+            baseline=False,
+            concurrency=args.concurrency,
+            metadata=meta,
+            depth=args.depth,
+        )
+        report["events_per_s"] = report["listener"]["events_per_s"]
+        if not args.no_baseline:
+            report["baseline_one_at_a_time"] = variant(
+                endpoint, args.baseline_cards, baseline=True, concurrency=1, metadata=meta
+            )
+            report["baseline_events_per_s"] = report["baseline_one_at_a_time"]["events_per_s"]
+            report["speedup"] = round(report["events_per_s"] / report["baseline_events_per_s"], 2)
+        print(json.dumps(report, indent=2))
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The upload-event ledger's queries (``db.models_events.EventObject``).
+
+Every function takes the caller's session: recording a poll is *one* transaction (new
+ledger rows, the jobs they complete, the ledger rows pointing at those jobs), so a crash
+leaves either all of it or none, and the SQS messages are deleted only after it commits.
+
+Concurrency (several listener threads or processes): the sides of one card are
+serialized by a transaction-scoped advisory lock on the card (Postgres), so a front and
+its back committing at the same moment cannot both miss each other; the sweep takes
+the same card locks before it reads a card's sides. Locks are taken in one order everywhere
+(cards by hash, ledger rows, then the batch row last), so two transactions never wait on
+each other in a cycle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import Batch
+from db.models_events import EventObject
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_cards(session: Session, card_keys: Iterable[str]) -> None:
+    """Hold every named card until commit (SQLite serializes writers anyway)."""
+    keys = sorted(set(card_keys))
+    if not keys or not _postgres(session):
+        return
+    session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 19) AS h"
+            " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) s"
+        ),
+        {"keys": keys},
+    )
+
+
+def known_objects(session: Session, versions: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (url, etag) object versions the ledger already holds (a redelivered event)."""
+    wanted = list(set(versions))
+    if not wanted:
+        return set()
+    rows = session.execute(
+        select(EventObject.url, EventObject.etag).where(tuple_(EventObject.url, EventObject.etag).in_(wanted))
+    )
+    return {(str(url), str(etag)) for url, etag in rows}
+
+
+def insert_objects(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """Insert ledger rows, skipping object versions already there; {(url, etag): id} of the new ones."""
+    if not rows:
+        return {}
+    dialect = postgresql if _postgres(session) else sqlite
+    # executemany (SQLAlchemy's "insertmanyvalues": one round trip per 1000 rows) keeps the
+    # statement cached; a multi-VALUES insert is compiled again for every row count.
+    stmt = (
+        dialect.insert(EventObject)
+        .on_conflict_do_nothing(index_elements=["url", "etag"])
+        .returning(EventObject.id, EventObject.url, EventObject.etag)
+    )
+    result = session.execute(stmt, rows)
+    return {(str(url), str(etag)): int(oid) for oid, url, etag in result}
+
+
+def pending_sides(session: Session, cards: Iterable[tuple[int, str]]) -> list[EventObject]:
+    """Every side still waiting of the named (batch, card) pairs, locked until commit."""
+    wanted = sorted(set(cards))
+    if not wanted:
+        return []
+    stmt = (
+        select(EventObject)
+        .where(
+            EventObject.job_id.is_(None),
+            tuple_(EventObject.batch_id, EventObject.card_key).in_(wanted),
+        )
+        .order_by(EventObject.id)
+    )
+    if _postgres(session):
+        stmt = stmt.with_for_update(of=EventObject)
+    return list(session.scalars(stmt))
+
+
+def expired_cards(session: Session, seen_before: dt.datetime, limit: int) -> list[tuple[int, str]]:
+    """(batch, card) of pending sides that arrived before ``seen_before``.
+
+    Not locked here: the caller then locks the cards (advisory, the same first lock a
+    recording transaction takes) and reads their pending sides again under it, so a
+    card another sweeper resolved meanwhile simply has no pending side left.
+    """
+    stmt = (
+        select(EventObject.batch_id, EventObject.card_key)
+        .where(
+            EventObject.job_id.is_(None),
+            EventObject.card_key.is_not(None),
+            EventObject.seen_at < seen_before,
+        )
+        .order_by(EventObject.seen_at)
+        .limit(limit)
+    )
+    return sorted({(int(b), str(c)) for b, c in session.execute(stmt)})
+
+
+def resolved_sides(session: Session, cards: Iterable[tuple[int, str]]) -> dict[tuple[int, str, str], int]:
+    """{(batch, card, side): job} of sides of these cards already in a job (a late partner's reason)."""
+    wanted = sorted(set(cards))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(EventObject.batch_id, EventObject.card_key, EventObject.side, EventObject.job_id).where(
+            EventObject.job_id.is_not(None),
+            tuple_(EventObject.batch_id, EventObject.card_key).in_(wanted),
+        )
+    )
+    return {(int(b), str(c), str(s)): int(j) for b, c, s, j in rows}
+
+
+def allot_rows(session: Session, batch_id: int, n: int) -> int:
+    """Reserve ``n`` row numbers of a standing batch; returns the first.
+
+    The batch row's count is the counter: an atomic ``UPDATE .. RETURNING``, so listener
+    threads and processes appending to one batch never draw the same row number.
+    """
+    total = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(total_rows=Batch.total_rows + n, ingest_complete=True)
+        .returning(Batch.total_rows)
+    ).scalar_one()
+    return int(total) - n + 1
+
+
+def resolve(session: Session, links: list[tuple[int, int]], now: dt.datetime) -> None:
+    """Point ledger rows at their jobs ((ledger id, job id) pairs); their claims are dropped
+    (the job holds them now, under its own tokens)."""
+    if not links:
+        return
+    session.execute(
+        update(EventObject.__table__)  # type: ignore[arg-type]
+        .where(EventObject.__table__.c.id == bindparam("oid"))
+        .values(job_id=bindparam("jid"), resolved_at=now, claimed_name_enc=None, claimed_id_enc=None),
+        [{"oid": oid, "jid": jid} for oid, jid in links],
+    )
+
+
+def batch_flows(session: Session, batch_ids: Iterable[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """{batch: (provider, config)}."""
+    rows = session.execute(
+        select(Batch.id, Batch.provider, Batch.provider_config).where(Batch.id.in_(set(batch_ids)))
+    )
+    return {int(b): (str(p), dict(c or {})) for b, p, c in rows}
+
+
+def ledger_summary(session: Session, batch_ids: Iterable[int]) -> dict[str, int]:
+    """Objects the ledger holds for these batches: total, pending, in a job."""
+    ids = list(set(batch_ids))
+    rows = list(session.execute(select(EventObject.job_id).where(EventObject.batch_id.in_(ids))).scalars())
+    pending = sum(1 for j in rows if j is None)
+    return {"objects": len(rows), "pending": pending, "in_jobs": len(rows) - pending}
+
+
+__all__ = [
+    "allot_rows",
+    "batch_flows",
+    "expired_cards",
+    "insert_objects",
+    "known_objects",
+    "ledger_summary",
+    "lock_cards",
+    "pending_sides",
+    "pending_summary",
+    "resolve",
+    "resolved_sides",
+]
+
+
+def pending_summary(session: Session) -> dict[str, Any]:
+    """Sides waiting for their partner: how many, and the oldest's arrival (for `idbatch events pending`)."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(EventObject.seen_at)).where(EventObject.job_id.is_(None))
+    ).one()
+    return {"pending_sides": int(count), "oldest_seen_at": oldest.isoformat() if oldest else None}

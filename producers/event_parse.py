@@ -1,0 +1,168 @@
+"""Reading S3 upload events: AWS's and MinIO's notification shapes, and what an upload claims.
+
+``parse_notification`` turns one SQS message body into the objects it says were
+created. It accepts AWS's shape (``eventSource: aws:s3``, ``eventName:
+ObjectCreated:Put``, also delivered through SNS), AWS's ``s3:TestEvent``, and MinIO's
+(``eventSource: minio:s3``, ``eventName: s3:ObjectCreated:Put``, a top-level
+``EventName``/``Key``, and the object's ``userMetadata`` carried in the record, which
+spares a HEAD request). Anything else is a ``PoisonMessage`` whose text is the reason.
+
+``claims_of`` reads what an upload says about its card from S3 user metadata
+(``x-amz-meta-external-ref``, ``-name``, ``-id-number``, ``-route``; values may be
+RFC 2047 encoded words, which is how SDKs send non-ASCII metadata) or from a small JSON
+sidecar object ``<ref>.json`` with the same keys. ``validated`` checks them with the CSV
+producer's own row validation, so an event-driven card is held to the manifest's rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from typing import Any
+from urllib.parse import unquote_plus
+
+from idbatch.storage.base import ObjectInfo
+from idbatch.storage.s3 import s3_url
+from producers.csv_manifest import ManifestRow, RowError, _validate
+
+CONVENTION = re.compile(r"^(?P<ref>.+)-(?P<side>front|back)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
+SIDECAR = re.compile(r"^(?P<ref>.+)\.json$", re.IGNORECASE)
+SIDECAR_MAX_BYTES = 64 * 1024
+CLAIM_KEYS = ("external_ref", "name", "id_number", "route")
+_SOURCES = frozenset({"aws:s3", "minio:s3"})
+
+
+class PoisonMessage(ValueError):
+    """A message that can never become a job; the message text is the reason."""
+
+
+@dataclass(frozen=True)
+class Upload(ObjectInfo):
+    """One created object named by an event. ``metadata`` is None when the event did not
+    carry it (AWS): the listener then asks S3 with a HEAD request."""
+
+    bucket: str = ""
+    metadata: dict[str, str] | None = field(default=None, compare=False, hash=False)
+
+
+def parse_notification(body: str, buckets: frozenset[str] = frozenset()) -> list[Upload]:
+    """The objects created according to one SQS message body; raises PoisonMessage.
+
+    ``buckets``, when given, are the only buckets whose events are trusted: a message
+    naming another one is poison (anyone who can write to the queue could otherwise
+    make us read and present any bucket this process can reach).
+    """
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise PoisonMessage("message body is not JSON") from exc
+    if isinstance(payload, dict) and payload.get("Type") == "Notification" and "Message" in payload:
+        return parse_notification(str(payload["Message"]), buckets)  # delivered through SNS
+    if not isinstance(payload, dict):
+        raise PoisonMessage("message body is not a JSON object")
+    if payload.get("Event") == "s3:TestEvent":
+        return []
+    records = payload.get("Records")
+    if not isinstance(records, list):
+        raise PoisonMessage("not an S3 event notification (no Records)")
+    uploads: list[Upload] = []
+    for record in records:
+        try:
+            source = record.get("eventSource")
+            if source not in _SOURCES:
+                raise PoisonMessage(f"record from {source!r}, not aws:s3 or minio:s3")
+            name = str(record.get("eventName", ""))
+            if not name.removeprefix("s3:").startswith("ObjectCreated:"):
+                continue
+            bucket = str(record["s3"]["bucket"]["name"])
+            obj = record["s3"]["object"]
+            key = unquote_plus(obj["key"])  # event keys are URL-encoded, spaces as "+"
+            size = int(obj.get("size", 0))
+            etag = str(obj.get("eTag", "")).strip('"')
+            metadata = _user_metadata(obj.get("userMetadata")) if source == "minio:s3" else None
+        except PoisonMessage:
+            raise  # already says why
+        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+            raise PoisonMessage(f"malformed S3 record ({type(exc).__name__})") from exc
+        if buckets and bucket not in buckets:
+            raise PoisonMessage(f"event from bucket {bucket!r}, which this listener does not serve")
+        uploads.append(Upload(s3_url(bucket, key), key, size, etag, bucket=bucket, metadata=metadata))
+    return uploads
+
+
+def _user_metadata(raw: Any) -> dict[str, str]:
+    """MinIO's ``userMetadata`` (``X-Amz-Meta-Name``, ``content-type``...) as boto3 names it."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TypeError("userMetadata is not an object")
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        lower = str(key).lower()
+        if lower.startswith("x-amz-meta-"):
+            out[lower.removeprefix("x-amz-meta-")] = str(value)
+    return out
+
+
+def _decoded(value: str) -> str:
+    """An RFC 2047 encoded word (``=?UTF-8?B?5byg5LiJ?=``) as text; plain values unchanged."""
+    if "=?" not in value:
+        return value
+    return str(make_header(decode_header(value)))
+
+
+def claims_of(metadata: dict[str, str]) -> dict[str, str]:
+    """The claim fields present in S3 user metadata (``-`` or ``_`` spellings)."""
+    out: dict[str, str] = {}
+    for key, value in metadata.items():
+        name = key.lower().replace("-", "_")
+        if name in CLAIM_KEYS and value.strip():
+            out[name] = _decoded(value).strip()
+    return out
+
+
+def sidecar_claims(body: bytes) -> dict[str, str]:
+    """A ``<ref>.json`` sidecar's claims; raises ValueError (the reason) when unusable."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError("sidecar is not UTF-8 JSON") from exc
+    if not isinstance(payload, dict):
+        raise ValueError("sidecar is not a JSON object")
+    out: dict[str, str] = {}
+    for key in CLAIM_KEYS:
+        value = payload.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"sidecar field {key} is not a string")
+        if value.strip():
+            out[key] = value.strip()
+    return out
+
+
+_COLUMNS = ["external_ref", "front_image", "name", "id_number"]
+_INDEX = {name: i for i, name in enumerate(_COLUMNS)}
+
+
+def validated(
+    claims: dict[str, str],
+    *,
+    ref: str,
+    image_url: str,
+    where: str,
+    allowed_private_hosts: list[str],
+    s3_allowed: tuple[str, ...] | None,
+) -> ManifestRow | RowError:
+    """The claims checked exactly as a manifest row is (``producers.csv_manifest``).
+
+    The reason of a refused claim names ``where`` (the object's metadata or sidecar) and
+    the field instead of a manifest row and line.
+    """
+    values = [claims.get("external_ref", ref), image_url, claims.get("name", ""), claims.get("id_number", "")]
+    checked = _validate(values, _COLUMNS, _INDEX, 0, 0, "utf-8", allowed_private_hosts, s3_allowed)
+    if isinstance(checked, RowError):
+        checked.reason = checked.reason.replace("row 0 (line 0), column ", f"{where}, field ", 1)
+    return checked

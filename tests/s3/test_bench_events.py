@@ -1,0 +1,32 @@
+"""bench/events.py, CI-sized: both variants run to the end and every card is one two-sided job.
+
+Rates are printed, never asserted (the box is shared); what must hold is the accounting.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_events_ci_sized_run_pairs_every_card() -> None:
+    out = subprocess.run(
+        [sys.executable, "events.py", "--cards", "25", "--baseline-cards", "5", "--concurrency", "2"],
+        cwd=ROOT / "bench",
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    ).stdout
+    report = json.loads(out[out.index("{\n") :])
+    assert report["listener"]["all_paired"] and report["baseline_one_at_a_time"]["all_paired"]
+    assert report["listener"]["jobs"] == 25 and report["listener"]["events"] == 50
+    assert report["events_per_s"] > 0 and report["baseline_events_per_s"] > 0 and "speedup" in report

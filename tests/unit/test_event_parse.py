@@ -1,0 +1,102 @@
+"""Upload events (issue 19): MinIO's notification shape, claims from metadata and sidecars,
+validated like manifest rows, and routing rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from idbatch.event_routes import EventRoute, route_for
+from producers.csv_manifest import ManifestRow, RowError
+from producers.event_parse import PoisonMessage, claims_of, parse_notification, sidecar_claims, validated
+
+MINIO = {
+    "EventName": "s3:ObjectCreated:Put",
+    "Key": "uploads/kyc/%E5%BC%A0-front.jpg",
+    "Records": [
+        {
+            "eventVersion": "2.0",
+            "eventSource": "minio:s3",
+            "eventName": "s3:ObjectCreated:Put",
+            "s3": {
+                "bucket": {"name": "uploads", "arn": "arn:aws:s3:::uploads"},
+                "object": {
+                    "key": "kyc%2F%E5%BC%A0-front.jpg",
+                    "size": 1234,
+                    "eTag": "0123abcd",
+                    "contentType": "image/jpeg",
+                    "userMetadata": {"content-type": "image/jpeg", "X-Amz-Meta-Route": "ocr"},
+                },
+            },
+        }
+    ],
+}
+
+
+def test_minio_events_parse_with_their_metadata() -> None:
+    (up,) = parse_notification(json.dumps(MINIO))
+    assert (up.bucket, up.key, up.size, up.etag) == ("uploads", "kyc/张-front.jpg", 1234, "0123abcd")
+    assert up.metadata == {"route": "ocr"}  # carried by the event: no HEAD needed
+
+
+def test_aws_events_carry_no_metadata_and_other_sources_are_poison() -> None:
+    record = json.loads(json.dumps(MINIO["Records"][0]))
+    record["eventSource"], record["eventName"] = "aws:s3", "ObjectCreated:Put"
+    (up,) = parse_notification(json.dumps({"Records": [record]}))
+    assert up.metadata is None
+    record["eventSource"] = "evil:s3"
+    with pytest.raises(PoisonMessage, match="not aws:s3 or minio:s3"):
+        parse_notification(json.dumps({"Records": [record]}))
+
+
+def test_metadata_claims_decode_rfc2047_words() -> None:
+    meta = {"name": "=?UTF-8?B?5byg5LiJ?=", "id-number": "11010519491231002X", "color": "red"}
+    assert claims_of(meta) == {"name": "张三", "id_number": "11010519491231002X"}
+
+
+def test_claims_are_validated_like_manifest_rows() -> None:
+    ok = validated(
+        {"name": "张三", "id_number": "11010519491231002x"},
+        ref="C1",
+        image_url="s3://b/C1-front.jpg",
+        where="metadata of C1-front.jpg",
+        allowed_private_hosts=[],
+        s3_allowed=None,
+    )
+    assert isinstance(ok, ManifestRow) and ok.id_number == "11010519491231002X" and ok.external_ref == "C1"
+    bad = validated(
+        {"id_number": "110105194912310021"},
+        ref="C1",
+        image_url="s3://b/C1-front.jpg",
+        where="metadata of C1-front.jpg",
+        allowed_private_hosts=[],
+        s3_allowed=None,
+    )
+    assert isinstance(bad, RowError)
+    assert bad.reason.startswith("metadata of C1-front.jpg, field id_number:")
+    assert "110105194912310021" not in bad.reason
+
+
+def test_sidecar_claims_refuse_what_is_not_a_json_object_of_strings() -> None:
+    assert sidecar_claims(json.dumps({"name": "李四", "route": "faceid"}).encode()) == {
+        "name": "李四",
+        "route": "faceid",
+    }
+    for body in (b"\xff\xfe", b"[1]", json.dumps({"name": 5}).encode()):
+        with pytest.raises(ValueError, match="sidecar"):
+            sidecar_claims(body)
+
+
+def test_routes_match_by_prefix_and_routing_key_first_rule_wins() -> None:
+    routes = [
+        EventRoute(prefix="uploads/ocr/", provider="tencent_ocr", batch="ocr"),
+        EventRoute(route="faceid", provider="tencent_faceid", batch="face"),
+        EventRoute(prefix="uploads/", route="faceid", provider="acedata", batch="never"),
+    ]
+    assert route_for(routes, "uploads", "ocr/a-front.jpg", None) is routes[0]
+    assert route_for(routes, "uploads", "x/a-front.jpg", "faceid") is routes[1]
+    assert route_for(routes, "uploads", "x/a-front.jpg", None) is None
+    with pytest.raises(ValidationError):
+        EventRoute(provider="acedata", batch="b")  # matches nothing
