@@ -284,3 +284,5 @@ __all__ = [
     "SideAnswer",
     "Verdict",
 ]
+
+from db import models_rerun  # noqa: E402, F401  (issue 15: schedules, firings, rerun links)

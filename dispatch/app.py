@@ -47,6 +47,7 @@ from idbatch.settings import Settings, get_settings
 VERIFY = "idbatch.verify"
 FAN_OUT = "idbatch.fan_out"
 SWEEP = "idbatch.sweep"
+FIRE_SCHEDULES = "idbatch.fire_schedules"  # issue 15: rerun schedules (workers.schedules)
 
 
 def sweep_queue(settings: Settings) -> str:
@@ -80,14 +81,23 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         worker_send_task_events=settings.celery_events,
         task_send_sent_event=settings.celery_events,
         broker_transport_options=transport_options,
-        task_routes={SWEEP: {"queue": sweep_queue(settings)}},
+        task_routes={
+            SWEEP: {"queue": sweep_queue(settings)},
+            FIRE_SCHEDULES: {"queue": sweep_queue(settings)},
+        },
         beat_scheduler=f"{__name__}:DataDirScheduler",
         beat_schedule={
             "sweep": {
                 "task": SWEEP,
                 "schedule": settings.sweep_interval_s,
                 "options": {"expires": max(1.0, settings.sweep_interval_s * 2)},
-            }
+            },
+            # Rerun schedules (issue 15): every beat sends it; a unique slot row fires once.
+            "rerun-schedules": {
+                "task": FIRE_SCHEDULES,
+                "schedule": settings.schedule_check_s,
+                "options": {"expires": max(1.0, settings.schedule_check_s * 2)},
+            },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         broker_connection_retry_on_startup=True,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import structlog
 from celery import current_app, shared_task
 
-from dispatch.app import FAN_OUT, SWEEP, VERIFY
+from dispatch.app import FAN_OUT, FIRE_SCHEDULES, SWEEP, VERIFY
 from dispatch.publish import publish_jobs
 from workers.runtime import runtime
+from workers.schedules import fire_due
 from workers.sweeper import sweep_with_app
 from workers.verify import process_job
 
@@ -46,3 +47,9 @@ def fan_out(job_ids: list[int]) -> int:
     """
     publish_jobs(job_ids, current_app)
     return len(job_ids)
+
+
+@shared_task(name=FIRE_SCHEDULES, acks_late=False, ignore_result=True)
+def fire_schedules() -> int:
+    """Beat task (issue 15): fire due rerun schedule slots; one row per slot makes it once."""
+    return len(fire_due(runtime().settings))
