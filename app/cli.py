@@ -10,14 +10,17 @@ from typing import Annotated
 
 import typer
 
-from app import cli_admin
+from app import (
+    cli_admin,
+    cli_rerun,  # issue 15: rerun, schedule, drift, history, export, billing
+)
 from app.cli_common import app, console, embedded, parse_config, require_batch, require_schema
 from idbatch.domain import BatchKind
 from idbatch.providers import KNOWN_PROVIDERS, ConfigError
 from idbatch.settings import get_settings
 from idbatch.storage.base import StorageError
 
-__all__ = ["app", "cli_admin", "main"]  # cli_admin: imported to register its commands
+__all__ = ["app", "cli_admin", "cli_rerun", "main"]  # imported to register their commands
 
 
 @app.command()
