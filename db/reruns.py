@@ -180,16 +180,17 @@ def create_rerun(
     today: dt.date,
     *,
     schedule_id: int | None = None,
-    source: str | None = None,
 ) -> Created:
     """The rerun batch of ``parent_id`` under ``policy``, in the caller's transaction.
 
-    Returns the ids to publish once the transaction commits (``dispatch.publish``).
+    The batch keeps its parent's ``source``: relative image refs resolve against the
+    manifest's folder, as they did the first time (the link to the parent is in
+    ``rerun_link``). Returns the ids to publish once the transaction commits.
     """
     parent = _batch(session, parent_id)
     the_plan = plan(session, parent_id, policy, today)
     batch = Batch(
-        source=source or f"rerun of batch {parent.id}",
+        source=parent.source,
         kind=BatchKind.RERUN,
         provider=parent.provider,
         provider_config=dict(parent.provider_config or {}),

@@ -194,7 +194,6 @@ def fire_slot(due: Due, today: dt.date, fired_by: str, on_queued: OnQueued) -> d
             due.policy,
             today,
             schedule_id=due.schedule_id,
-            source=f"schedule {due.name} slot {due.slot.isoformat()}",
         )
         outcome = "fired" if created.plan.selected else "empty"
         record(session, firing, outcome, created.batch_id, None)
