@@ -27,7 +27,7 @@ def runnable(batch_id: int) -> list[int]:
         )
 
 
-def work(stack: Stack, batch_id: int, rounds: int = 100) -> None:
+def work(on: Stack, batch_id: int, rounds: int = 100) -> None:
     """Run the batch's runnable jobs as plain calls until none is left."""
     for _ in range(rounds):
         ids = runnable(batch_id)
@@ -35,5 +35,5 @@ def work(stack: Stack, batch_id: int, rounds: int = 100) -> None:
             return
         for job_id in ids:
             process_job(job_id, runtime())
-        sweep(stack.settings, stack.published.extend, queue_depth=lambda: 0)
+        sweep(on.settings, on.published.extend, queue_depth=lambda: 0)
     raise AssertionError("batch did not finish")

@@ -26,9 +26,7 @@ def test_eight_racing_firers_make_one_rerun(stack: Stack) -> None:
     with session_scope() as session:
         schedules.add(session, "nightly", "0 2 * * *", parent, RerunPolicy())
         # created two days ago: two slots passed since, only the latest fires
-        session.execute(
-            update(RerunSchedule).values(last_slot=func.now() - dt.timedelta(days=2, hours=1))
-        )
+        session.execute(update(RerunSchedule).values(last_slot=func.now() - dt.timedelta(days=2, hours=1)))
     published: list[list[int]] = []
     results: list[list[dict[str, object]]] = []
     barrier = threading.Barrier(8)
@@ -65,7 +63,9 @@ def test_run_now_and_a_skipped_slot_while_the_last_run_is_open(stack: Stack) -> 
     # its two cards are still queued: a second firing now would pay for them twice
     with session_scope() as session:
         due = schedules.by_name(session, "adhoc")
-    due = schedules.Due(due.schedule_id, due.name, due.batch_id, due.policy, due.slot + dt.timedelta(seconds=5))
+    due = schedules.Due(
+        due.schedule_id, due.name, due.batch_id, due.policy, due.slot + dt.timedelta(seconds=5)
+    )
     second = schedules.fire_slot(due, today(stack.settings), "test", lambda s, ids: None)
     assert second is not None and second["outcome"] == "skipped"
     with session_scope() as session:

@@ -63,7 +63,9 @@ def test_budget_sends_only_what_it_pays_for_and_keeps_the_rest_pending(stack: St
     with session_scope() as session:
         assert reruns.parent_of(session, child) == parent
         pairs = session.execute(select(Job.row_number, Job.external_ref).where(Job.batch_id == child)).all()
-        parents = session.execute(select(Job.row_number, Job.external_ref).where(Job.batch_id == parent)).all()
+        parents = session.execute(
+            select(Job.row_number, Job.external_ref).where(Job.batch_id == parent)
+        ).all()
         assert sorted(pairs) == sorted(parents)
         report = drift(session, child, parent)
     assert (report.compared, report.not_compared, report.changes) == (4, 2, [])
@@ -89,7 +91,9 @@ def test_policy_selects_by_last_outcome_and_ref(stack: Stack) -> None:
         assert reruns.plan(session, parent, RerunPolicy(only=("failed",)), day).selected == 0
         assert reruns.plan(session, parent, RerunPolicy(ref_prefix=ref), day).selected == 1
         assert reruns.plan(session, parent, RerunPolicy(older_than_days=1), day).selected == 0
-        assert reruns.plan(session, parent, RerunPolicy(only=("expiring",)), day).selected == 0  # FaceID: no validity
+        assert (
+            reruns.plan(session, parent, RerunPolicy(only=("expiring",)), day).selected == 0
+        )  # FaceID: no validity
 
 
 def _far_future():  # type: ignore[no-untyped-def]
