@@ -228,3 +228,36 @@ def billing(
     if against is not None:
         out["differences"] = compare_usage(rows, against)
     _print(out)
+
+
+@app.command("export")
+def export_cmd(
+    batch: Annotated[int, typer.Argument(help="batch id")],
+    out: Annotated[str, typer.Option(help="a file path or s3://bucket/key")],
+    format_: Annotated[str, typer.Option("--format", help="csv | jsonl | parquet")] = "csv",
+    reveal: Annotated[
+        bool, typer.Option(help="unmasked PII: only for IDBATCH_REVEAL_ACTORS, and audited")
+    ] = False,
+) -> None:
+    """One row per job: status, verdict, warnings, codes, masked fields, calls, drift."""
+    from db import export as rows_of
+    from db.audit import actor, record_reveal
+    from db.session import session_scope
+    from idbatch.export import ExportError, export
+
+    require_batch(batch)
+    settings = get_settings()
+    if reveal:
+        allowed = settings.reveal_actors or ([] if settings.env == "production" else [actor()])
+        if actor() not in allowed:
+            console.print(f"[red]{actor()} may not --reveal;[/red] see IDBATCH_REVEAL_ACTORS")
+            raise typer.Exit(2)
+        with session_scope() as session:  # committed before anything is written
+            record_reveal(session, "export --reveal", batch, f"{format_} to {out}")
+    try:
+        with session_scope() as session:
+            n = export(rows_of.rows(session, batch, reveal=reveal), rows_of.COLUMNS, format_, out, settings)
+    except ExportError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    _print({"batch": batch, "rows": n, "format": format_, "out": out, "masked": not reveal})

@@ -204,6 +204,9 @@ class Settings(BaseSettings):
     # Development and tests only: "today" for card validity (expiry verdicts, expiring
     # policies, drift) is this many days ahead. Production refuses anything but 0.
     clock_offset_days: int = 0
+    # Who may ``export --reveal`` (IDBATCH_ACTOR or the OS user): empty means anyone in
+    # development and nobody in production.
+    reveal_actors: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
