@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -132,6 +133,24 @@ class Vault:
         if token is None:
             return None
         return self._open(bytes(token), ad).decode()
+
+    def opener(self, ad: bytes) -> Callable[[bytes | None], str | None]:
+        """``decrypt(token, ad)`` for one column, with the per-call work hoisted out.
+
+        For bulk reads (``idbatch export`` decrypts three columns of a million rows): the
+        current format opens inline, anything else goes through ``decrypt``.
+        """
+        ring, slow = self._ring, self.decrypt
+
+        def open_one(token: bytes | None) -> str | None:
+            if token is None:
+                return None
+            if token[:1] == AEAD_V2 and (key := ring.get(token[1:5])) is not None:
+                head = token[:5]
+                return key.v2.decrypt(token[5:17], token[17:], head + ad).decode()
+            return slow(bytes(token), ad)
+
+        return open_one
 
     def claims(self, name_enc: bytes | None, id_enc: bytes | None) -> tuple[str | None, str | None]:
         """A job's claimed name and ID number, decrypted."""
