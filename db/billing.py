@@ -22,6 +22,13 @@ from db.models import Attempt, Batch, Job
 from idbatch.domain import AttemptOutcome
 
 
+def _utc_day(session: Session, column: Any) -> Any:
+    """The UTC calendar day of a timestamp (Postgres would use its session time zone)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)
+
+
 def summary(
     session: Session,
     first: dt.date,
@@ -32,7 +39,7 @@ def summary(
 ) -> list[dict[str, Any]]:
     start = dt.datetime.combine(first, dt.time(), dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
-    day = func.date(Attempt.started_at)
+    day = _utc_day(session, Attempt.started_at)
     stmt = (
         select(
             Attempt.provider,
@@ -61,7 +68,7 @@ def summary(
             "reused": 0,
         }
     if account in (None, "-"):
-        reused_day = func.date(Job.finished_at)
+        reused_day = _utc_day(session, Job.finished_at)
         reused = (
             select(Batch.provider, reused_day, func.count())
             .join(Batch, Batch.id == Job.batch_id)
