@@ -100,3 +100,17 @@ def _far_future():  # type: ignore[no-untyped-def]
     import datetime as dt
 
     return dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+
+
+def test_a_ref_no_longer_readable_becomes_a_rejected_job_with_the_reason(stack: Stack) -> None:
+    parent = stack.submit()
+    work(stack, parent)
+    gone = sorted((stack.manifest.parent / "images").glob("*-front.jpg"))[0]
+    gone.unlink()
+    child = rerun(stack.settings, parent, RerunPolicy(), publish=stack.published.extend).batch_id
+    assert child is not None
+    work(stack, child)
+    assert _statuses(stack, child) == {"passed": 5, "rejected": 1}
+    (rejected,) = [j for j in stack.jobs(child) if j.status == JobStatus.REJECTED]
+    assert rejected.external_ref == gone.name.removesuffix("-front.jpg")
+    assert "image not readable" in (rejected.last_error or "")
