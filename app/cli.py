@@ -296,7 +296,8 @@ def cards(
 
 @app.command()
 def beat(loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO") -> None:
-    """Run Celery beat: sends the sweep task (due retries, lost messages, dead workers).
+    """Run Celery beat: sends the sweep task (due retries, lost messages, dead workers) and
+    the rerun-schedules task (each due schedule slot fires once, whatever the beats).
 
     Run one per deployment; a second is harmless (the sweep locks the rows it publishes).
     """

@@ -28,7 +28,8 @@
   ``idbatch worker``; beat keeps its schedule file under the data dir, which
   ``DataDirScheduler`` creates, so ``celery -A workers.celery_app beat`` starts anywhere.
 
-Messages are sent by task *name* (``VERIFY``, ``FAN_OUT``, ``SWEEP``): the app built here
+Messages are sent by task *name* (``VERIFY``, ``FAN_OUT``, ``SWEEP``, ``FIRE_SCHEDULES``,
+the rerun schedules' beat hook, routed with the sweep so a backlog cannot delay it): the app built here
 knows no task objects, so producers can publish without importing workers.
 """
 
