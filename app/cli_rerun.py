@@ -256,7 +256,9 @@ def export_cmd(
             record_reveal(session, "export --reveal", batch, f"{format_} to {out}")
     try:
         with session_scope() as session:
-            n = export(rows_of.rows(session, batch, reveal=reveal), rows_of.COLUMNS, format_, out, settings)
+            n = export(
+                rows_of.column_pages(session, batch, reveal=reveal), rows_of.COLUMNS, format_, out, settings
+            )
     except ExportError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

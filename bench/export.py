@@ -159,7 +159,11 @@ def child(args: argparse.Namespace) -> None:
     else:
         with session_scope() as session:
             n = export(
-                rows_of.rows(session, args.batch), rows_of.COLUMNS, args.variant, str(out), get_settings()
+                rows_of.column_pages(session, args.batch),
+                rows_of.COLUMNS,
+                args.variant,
+                str(out),
+                get_settings(),
             )
     seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -10,7 +10,7 @@ from sqlalchemy import func, update
 
 from db import schedules
 from db.drift import drift
-from db.export import COLUMNS, rows
+from db.export import COLUMNS, column_pages
 from db.migrate import upgrade
 from db.models_rerun import RerunSchedule
 from db.session import session_scope
@@ -66,9 +66,12 @@ def test_rerun_schedule_drift_and_export_on_sqlite(
     assert [c["ref"] for c in report.changes] == [sample[0].values["external_ref"]]
 
     with session_scope() as session:
-        assert export(rows(session, child), COLUMNS, "csv", str(tmp_path / "o.csv"), settings) == 5
+        assert export(column_pages(session, child), COLUMNS, "csv", str(tmp_path / "o.csv"), settings) == 5
     with session_scope() as session:
-        assert export(rows(session, child), COLUMNS, "parquet", str(tmp_path / "o.parquet"), settings) == 5
+        assert (
+            export(column_pages(session, child), COLUMNS, "parquet", str(tmp_path / "o.parquet"), settings)
+            == 5
+        )
     with (tmp_path / "o.csv").open(encoding="utf-8") as fh:
         exported = list(csv.DictReader(fh))
     assert sorted(r["status"] for r in exported) == ["negative", "passed", "passed", "passed", "passed"]
