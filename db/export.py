@@ -2,11 +2,12 @@
 
 One statement joins each job with its result, its attempts (counted per job: calls,
 billable, in doubt, provider codes) and its warnings, and, for a rerun, the same card
-in the parent batch (drift: the status it had then). It is read with
-``stream_results`` + ``yield_per``: Postgres hands the rows over in pages through a
-named cursor, so memory holds one page whatever the batch size (``bench/export.py``
-measures 1,000,000 jobs). Rows are tuples in ``COLUMNS`` order; recognized PII is
-decrypted and masked here, unless ``reveal`` (the caller audits that first).
+in the parent batch (drift: the status it had then). Postgres hands the rows over in
+pages through a named (server-side) cursor, SQLite through ``stream_results`` +
+``yield_per``, so memory holds a page or two whatever the batch size
+(``bench/export.py`` measures 1,000,000 jobs). Pages come out as one list per column of
+``COLUMNS``; recognized PII is decrypted and masked here, unless ``reveal`` (the caller
+audits that first).
 """
 
 from __future__ import annotations

@@ -90,8 +90,12 @@ def export(pages: Iterable[Page], columns: Sequence[str], fmt: str, out: str, se
     writer = WRITERS[fmt]
     if not out.startswith("s3://"):
         return writer(pages, columns, Path(out))
+    from idbatch.storage import s3_allowlist, s3_ref_allowed
     from idbatch.storage.s3 import make_client, parse_s3_url
 
+    # Results hold PII (masked or not): only to buckets allowed for this deployment's data.
+    if not s3_ref_allowed(out, s3_allowlist(settings)):
+        raise ExportError(f"{out} is not in IDBATCH_S3_ALLOWED")
     bucket, key = parse_s3_url(out)
     fd, name = tempfile.mkstemp(suffix=f".{fmt}")
     os.close(fd)

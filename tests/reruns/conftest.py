@@ -9,6 +9,7 @@ from db.models import Job
 from db.session import session_scope
 from idbatch.domain import TERMINAL_STATUSES, ErrorClass
 from tests.durability.conftest import Stack, pg_db, stack  # noqa: F401 - fixtures reused
+from tests.s3.conftest import aws, moto_url  # noqa: F401 - fixtures reused (S3 export)
 from workers.runtime import runtime
 from workers.sweeper import sweep
 from workers.verify import process_job

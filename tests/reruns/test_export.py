@@ -69,3 +69,28 @@ def test_reveal_is_scope_checked_and_audited(stack: Stack, env: object, tmp_path
         events = session.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.batch_id)).all()
         assert [tuple(e) for e in events] == [("auditor", "export --reveal", parent)]
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == 1
+
+
+def test_export_to_s3_streams_the_file_up_and_respects_the_allowlist(
+    stack: Stack, env: object, aws: str, tmp_path: Path
+) -> None:
+    import uuid
+
+    from idbatch.storage.s3 import make_client
+
+    parent = stack.submit()
+    work(stack, parent)
+    bucket = f"results-{uuid.uuid4().hex[:8]}"
+    env(s3_endpoint_url=aws, s3_allowed=f'["{bucket}"]')  # type: ignore[operator]
+    s3 = make_client("s3", aws)
+    s3.create_bucket(Bucket=bucket)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["export", str(parent), "--format", "parquet", "--out", f"s3://{bucket}/nightly/1.parquet"]
+    )
+    assert result.exit_code == 0, result.output
+    body = s3.get_object(Bucket=bucket, Key="nightly/1.parquet")["Body"].read()
+    (tmp_path / "down.parquet").write_bytes(body)
+    assert pq.read_table(tmp_path / "down.parquet").num_rows == 6
+    refused = runner.invoke(cli, ["export", str(parent), "--out", "s3://elsewhere/x.csv"])
+    assert refused.exit_code == 2 and "IDBATCH_S3_ALLOWED" in refused.output
