@@ -114,3 +114,38 @@ def test_a_ref_no_longer_readable_becomes_a_rejected_job_with_the_reason(stack: 
     (rejected,) = [j for j in stack.jobs(child) if j.status == JobStatus.REJECTED]
     assert rejected.external_ref == gone.name.removesuffix("-front.jpg")
     assert "image not readable" in (rejected.last_error or "")
+
+
+def test_policy_by_age_of_the_answer_and_by_validity(stack: Stack) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from db.models import Result
+
+    parent = stack.submit()
+    work(stack, parent)
+    ids = [j.id for j in stack.jobs(parent)]
+    day = today(stack.settings)
+    with session_scope() as session:
+        session.execute(
+            update(Result)
+            .where(Result.job_id == ids[0])
+            .values(answered_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40))
+        )
+        session.execute(
+            update(Result).where(Result.job_id == ids[1]).values(valid_to=day + dt.timedelta(days=10))
+        )
+        session.execute(
+            update(Result).where(Result.job_id == ids[2]).values(valid_to=day - dt.timedelta(days=1))
+        )
+    with session_scope() as session:
+
+        def chosen(policy: RerunPolicy) -> int:
+            return reruns.plan(session, parent, policy, day).selected
+
+        assert chosen(RerunPolicy(older_than_days=30)) == 1
+        assert chosen(RerunPolicy(older_than_days=50)) == 0
+        assert chosen(RerunPolicy(only=("expiring",))) == 2  # within 30 days, or already past
+        assert chosen(RerunPolicy(expiring_within_days=5)) == 1
+        assert chosen(RerunPolicy(older_than_days=30, expiring_within_days=30)) == 0  # AND
