@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--out")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--out-dir", help="where the files are written (default: the system temp dir)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.child:
@@ -211,7 +212,10 @@ def main() -> None:
         child(args)
         return
     load = round(os.getloadavg()[0], 2)
-    with fresh_database("idbatch_bench_export", migrate=True) as db, tempfile.TemporaryDirectory() as tmp:
+    with (
+        fresh_database("idbatch_bench_export", migrate=True) as db,
+        tempfile.TemporaryDirectory(dir=args.out_dir) as tmp,
+    ):
         started = time.perf_counter()
         batch = populate(db, args.jobs)
         populate_s = time.perf_counter() - started
@@ -225,6 +229,7 @@ def main() -> None:
         json.dumps(
             {
                 "jobs": args.jobs,
+                "out_dir": args.out_dir or tempfile.gettempdir(),
                 "load_average_1m_at_start": load,
                 "populate_s": round(populate_s, 1),
                 "csv_rows_per_s": csv_rate,
