@@ -106,9 +106,8 @@ def _batch(session: Session, batch_id: int) -> Batch:
 def _selection(session: Session, parent: Batch, policy: RerunPolicy, today: dt.date) -> Any:
     """The chosen parent jobs with each card's running total of worst-case calls."""
     two_sided = parent.provider in TWO_SIDED
-    cost = (
-        case((and_(literal(two_sided), Job.back_image.is_not(None)), 2), else_=1) if two_sided else literal(1)
-    )
+    # worst-case billable calls of one card: the OCR vendors bill a sent back side too
+    cost = case((Job.back_image.is_not(None), 2), else_=1) if two_sided else literal(1)
     return (
         select(
             Job.id.label("parent_job"),

@@ -76,3 +76,35 @@ def test_rerun_schedule_drift_and_export_on_sqlite(
         exported = list(csv.DictReader(fh))
     assert sorted(r["status"] for r in exported) == ["negative", "passed", "passed", "passed", "passed"]
     assert pq.read_table(tmp_path / "o.parquet").num_rows == 5
+
+
+def test_a_two_sided_card_costs_two_calls_of_the_budget(env: Env) -> None:
+    from sqlalchemy import insert
+
+    from db import reruns
+    from db.ingest import create_batch
+    from db.models import Job
+    from idbatch.domain import BatchKind, JobStatus
+    from idbatch.reruns import today
+
+    settings = env()
+    upgrade(settings.database_url)
+    batch = create_batch("m.csv", BatchKind.BACKFILL, "tencent_ocr", {})
+    with session_scope() as session:
+        session.execute(
+            insert(Job),
+            [
+                {
+                    "batch_id": batch,
+                    "row_number": i,
+                    "front_image": f"f{i}.jpg",
+                    "back_image": None if i == 3 else f"b{i}.jpg",  # row 3: front only, one call
+                    "status": JobStatus.PASSED,
+                }
+                for i in range(1, 6)
+            ],
+        )
+    with session_scope() as session:
+        plan = reruns.plan(session, batch, RerunPolicy(budget=5), today(settings))
+    # rows 1, 2 (2 calls each) fit 4; row 3 (1 call) makes 5; rows 4, 5 wait
+    assert (plan.to_send, plan.held, plan.max_calls) == (3, 2, 5)
