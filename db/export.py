@@ -1,11 +1,10 @@
-"""The result writer's rows: one per job of a batch, streamed from a server-side cursor.
+"""The result writer's rows: one per job of a batch, read in windows of job ids.
 
 One statement joins each job with its result, its attempts (counted per job: calls,
 billable, in doubt, provider codes) and its warnings, and, for a rerun, the same card
-in the parent batch (drift: the status it had then). Postgres hands the rows over in
-pages through a named (server-side) cursor, SQLite through ``stream_results`` +
-``yield_per``, so memory holds a page or two whatever the batch size
-(``bench/export.py`` measures 1,000,000 jobs). Pages come out as one list per column of
+in the parent batch (drift: the status it had then), one window of ``PAGE`` job ids at a
+time (keyset pages on the primary key), so memory holds a page or two whatever the
+batch size (``bench/export.py`` measures 1,000,000 jobs). Pages come out as one list per column of
 ``COLUMNS``; recognized PII is decrypted and masked here, unless ``reveal`` (the caller
 audits that first).
 """
@@ -18,7 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, func, select
+from sqlalchemy import Integer, and_, bindparam, case, cast, func, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import Attempt, Job, JobWarning, Result
@@ -57,7 +56,14 @@ COLUMNS = (
 
 
 def _statement(session: Session, batch_id: int) -> Any:
-    in_batch = select(Job.id).where(Job.batch_id == batch_id).scalar_subquery()
+    """One id window (``lo <= job.id < hi``) of the batch's rows; the window is bound later.
+
+    Windows of ``PAGE`` ids instead of one cursor over the batch: each is a small query
+    on the primary key and the job_id indexes, returning its rows at once, so there is no
+    sort of the whole batch before the first row (a million-row ORDER BY spilled to disk
+    and only then sent anything) and no transaction held open for the whole export.
+    """
+    lo, hi = bindparam("lo", type_=Integer), bindparam("hi", type_=Integer)
     calls = (
         select(
             Attempt.job_id.label("job_id"),
@@ -66,13 +72,13 @@ def _statement(session: Session, batch_id: int) -> Any:
             func.sum(case((Attempt.outcome == AttemptOutcome.IN_DOUBT, 1), else_=0)).label("in_doubt"),
             func.aggregate_strings(Attempt.provider_code, ";").label("codes"),
         )
-        .where(Attempt.job_id.in_(in_batch))
+        .where(Attempt.job_id >= lo, Attempt.job_id < hi)
         .group_by(Attempt.job_id)
         .subquery("calls")
     )
     warns = (
         select(JobWarning.job_id.label("job_id"), func.aggregate_strings(JobWarning.code, ";").label("codes"))
-        .where(JobWarning.job_id.in_(in_batch))
+        .where(JobWarning.job_id >= lo, JobWarning.job_id < hi)
         .group_by(JobWarning.job_id)
         .subquery("warns")
     )
@@ -109,7 +115,7 @@ def _statement(session: Session, batch_id: int) -> Any:
         .outerjoin(calls, calls.c.job_id == Job.id)
         .outerjoin(warns, warns.c.job_id == Job.id)
         .outerjoin(before, and_(before.batch_id == parent_id, before.row_number == Job.row_number))
-        .where(Job.batch_id == batch_id)
+        .where(Job.batch_id == batch_id, Job.id >= lo, Job.id < hi)
         .order_by(Job.id)
     )
 
@@ -118,27 +124,39 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _pg_pages(session: Session, stmt: Any) -> Iterator[list[tuple[Any, ...]]]:
-    """Pages of raw rows from a binary server-side cursor, fetched one page ahead.
+def _windows(session: Session, batch_id: int) -> list[tuple[int, int]]:
+    low, high = session.execute(
+        select(func.min(Job.id), func.max(Job.id)).where(Job.batch_id == batch_id)
+    ).one()
+    if low is None:
+        return []
+    return [(start, start + PAGE) for start in range(int(low), int(high) + 1, PAGE)]
 
-    Postgres computes the next page while this process formats the current one: a
+
+def _pg_pages(session: Session, stmt: Any, windows: list[tuple[int, int]]) -> Iterator[list[tuple[Any, ...]]]:
+    """The windows' rows through psycopg's binary protocol, fetched one window ahead.
+
+    Postgres computes the next window while this process formats the current one: a
     thread waits on the socket (the GIL released) while the caller decrypts and writes,
-    so the two cores overlap instead of taking turns. psycopg's binary protocol skips
-    parsing dates, numbers and bytea from text (+57 % rows/s fetched, measured with the
-    benchmark's query). The statement is SQLAlchemy's, compiled for this dialect.
+    so the two cores overlap instead of taking turns. The binary protocol skips parsing
+    dates, numbers and bytea from text (+57 % rows/s fetched, measured with this query).
+    The statement is SQLAlchemy's, compiled once for this dialect.
     """
     compiled = stmt.compile(dialect=session.get_bind().dialect)
+    sql, params = str(compiled), dict(compiled.params)
     raw = session.connection().connection.driver_connection
-    cursor = raw.cursor(name=f"idbatch_export_{id(stmt)}", binary=True)  # type: ignore[union-attr]
     pages: queue.Queue[list[tuple[Any, ...]] | BaseException | None] = queue.Queue(maxsize=2)
-
     stop = threading.Event()
 
     def fetch() -> None:
         try:
-            cursor.execute(str(compiled), compiled.params)
-            while not stop.is_set() and (page := cursor.fetchmany(PAGE)):
-                pages.put(page)
+            with raw.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+                for lo, hi in windows:
+                    if stop.is_set():
+                        break
+                    page = cursor.execute(sql, {**params, "lo": lo, "hi": hi}).fetchall()
+                    if page:
+                        pages.put(page)
             pages.put(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
             pages.put(exc)
@@ -151,20 +169,21 @@ def _pg_pages(session: Session, stmt: Any) -> Iterator[list[tuple[Any, ...]]]:
                 raise page
             yield page
     finally:
-        stop.set()  # a reader that stops early: let the fetcher finish its page and go
+        stop.set()  # a reader that stops early: let the fetcher finish its window and go
         while thread.is_alive():
             with contextlib.suppress(queue.Empty):
                 pages.get(timeout=0.05)
-        cursor.close()
 
 
-def _pages(session: Session, stmt: Any) -> Iterator[Sequence[Any]]:
+def _pages(session: Session, batch_id: int) -> Iterator[Sequence[Any]]:
+    stmt, windows = _statement(session, batch_id), _windows(session, batch_id)
     if session.get_bind().dialect.name == "postgresql":
-        yield from _pg_pages(session, stmt)
+        yield from _pg_pages(session, stmt, windows)
         return
-    result = session.execute(stmt.execution_options(stream_results=True, yield_per=PAGE))
-    while page := result.fetchmany(PAGE):
-        yield page
+    for lo, hi in windows:
+        page = session.execute(stmt, {"lo": lo, "hi": hi}).all()
+        if page:
+            yield page
 
 
 def _masked(values: list[str | None], mask: Any) -> list[str | None]:
@@ -181,7 +200,7 @@ def column_pages(session: Session, batch_id: int, *, reveal: bool = False) -> It
     v = vault()
     name_of, number_of, address_of = v.opener(AD_NAME), v.opener(AD_ID_NUMBER), v.opener(AD_ADDRESS)
     done = {str(s) for s in DONE}
-    for page in _pages(session, _statement(session, batch_id)):
+    for page in _pages(session, batch_id):
         (
             job_id, row_number, ref, status, verdict, warn_codes, codes, attempts, billable, in_doubt,
             reused, name_enc, id_enc, sex, birth, addr_enc, authority, valid_from, valid_to, similarity,
