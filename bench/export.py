@@ -4,8 +4,8 @@ Builds one batch in a fresh Postgres database with COPY (jobs, results with encr
 synthetic PII, one attempt per job, a warning on 1 in 50), then runs each variant in its
 own process so ``peak_rss_mb`` (ru_maxrss) is that variant's own:
 
-- ``csv`` / ``parquet``: ``db.export.rows`` (one statement, server-side cursor,
-  ``yield_per``) into ``idbatch.export`` (masked PII, as ``idbatch export`` writes);
+- ``csv`` / ``parquet``: ``db.export.column_pages`` (windows of 5,000 job ids, read one
+  ahead) into ``idbatch.export`` (masked PII, as ``idbatch export`` writes);
 - ``naive``: the ORM loop one writes first: ``select(Job)…all()``, then per job its
   result, attempts and warnings by three more queries, ``csv.DictWriter``; on
   ``--baseline-jobs`` jobs of the same batch (it would take hours on a million).
