@@ -198,7 +198,6 @@ def column_pages(session: Session, batch_id: int, *, reveal: bool = False) -> It
     arrays directly, CSV through ``writerows(zip(*page))``).
     """
     v = vault()
-    name_of, number_of, address_of = v.opener(AD_NAME), v.opener(AD_ID_NUMBER), v.opener(AD_ADDRESS)
     done = {str(s) for s in DONE}
     for page in _pages(session, batch_id):
         (
@@ -207,9 +206,9 @@ def column_pages(session: Session, batch_id: int, *, reveal: bool = False) -> It
             answered_at, error, before,
         ) = (list(c) for c in zip(*page, strict=True))  # fmt: skip
         status = [str(s) for s in status]
-        names = [name_of(t) for t in name_enc]
-        numbers = [number_of(t) for t in id_enc]
-        addresses = [address_of(t) for t in addr_enc]
+        names = v.open_column(name_enc, AD_NAME)
+        numbers = v.open_column(id_enc, AD_ID_NUMBER)
+        addresses = v.open_column(addr_enc, AD_ADDRESS)
         if reveal:
             births = [_text(b) for b in birth]
         else:
