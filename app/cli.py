@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from app import cli_admin, cli_api, cli_events, cli_ops
+from app import cli_admin, cli_api, cli_events, cli_ops, cli_rerun
 from app.cli_common import (
     LogLevel,
     ProviderName,
@@ -27,7 +27,7 @@ from idbatch.settings import get_settings
 from idbatch.storage.base import StorageError
 
 # The cli_* modules are imported to register their commands.
-__all__ = ["app", "cli_admin", "cli_api", "cli_events", "cli_ops", "main"]
+__all__ = ["app", "cli_admin", "cli_api", "cli_events", "cli_ops", "cli_rerun", "main"]
 
 
 @app.command()
@@ -363,7 +363,8 @@ def cards(
 def beat(
     loglevel: Annotated[LogLevel, typer.Option(help="log level")] = "INFO",
 ) -> None:
-    """Run Celery beat: sends the sweep task (due retries, lost messages, dead workers).
+    """Run Celery beat: sends the sweep task (due retries, lost messages, dead workers) and
+    the rerun-schedules task (each due schedule slot fires once, whatever the beats).
 
     Run one per deployment; a second is harmless (the sweep locks the rows it publishes).
     Serves /metrics on IDBATCH_METRICS_PORT, with the backlog of open jobs.

@@ -62,6 +62,27 @@ def render_report(report: Report, console: Console) -> None:
             for r in rows:
                 t.add_row(str(r["row"]), str(r["ref"] or ""), str(r["reason"] or ""))
             console.print(t)
+    if report.drift is not None:
+        d = report.drift
+        console.print(
+            f"drift against batch {d['against']}: {d['changed']} of {d['compared']} cards changed"
+            f" ({d['not_compared']} not verified in both)  "
+            + "  ".join(f"{kind}: {n}" for kind, n in sorted(d["by_kind"].items()))
+        )
+        if d["changes"]:
+            t = Table(title="Drift (first cards)")
+            for col in ("ref", "status", "new warnings", "cleared", "fields", "newly expired"):
+                t.add_column(col)
+            for c in d["changes"]:
+                t.add_row(
+                    str(c["ref"] or ""),
+                    c.get("status", ""),
+                    ", ".join(c.get("new_warnings", [])),
+                    ", ".join(c.get("cleared_warnings", [])),
+                    ", ".join(c.get("changed_fields", [])),
+                    "yes" if c.get("newly_expired") else "",
+                )
+            console.print(t)
     if report.samples:
         t = Table(title="Sample results (masked)")
         for col in ("row", "ref", "status", "name", "id_number", "sex", "birth", "similarity"):

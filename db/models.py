@@ -288,4 +288,4 @@ __all__ = [
 ]
 
 # Feature tables live in their own modules; importing them here registers them on Base.metadata.
-from db import models_api, models_events  # noqa: E402, F401 - API tables (14), event_object (19)
+from db import models_api, models_events, models_rerun  # noqa: E402, F401 - issues 14, 19, 15

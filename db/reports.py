@@ -46,6 +46,8 @@ class Report:
     # provider can have billed for this batch; the invoice must fall between the two.
     in_doubt_calls: int = 0
     finished_at: str | None = None
+    # A rerun's drift against its parent (issue 15): counts by kind, the first changed cards.
+    drift: dict[str, Any] | None = None
 
     @property
     def accounted(self) -> bool:
@@ -176,4 +178,13 @@ def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit
         reused=int(reused or 0),
         in_doubt_calls=int(in_doubt or 0),
         finished_at=batch.finished_at.isoformat() if batch.finished_at else None,
+        drift=_drift_section(session, batch_id, limit),
     )
+
+
+def _drift_section(session: Session, batch_id: int, limit: int) -> dict[str, Any] | None:
+    from db.drift import drift
+    from db.reruns import parent_of
+
+    parent = parent_of(session, batch_id)
+    return None if parent is None else drift(session, batch_id, parent, limit=limit).as_dict()

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Attempt, Batch, Job, utcnow
 from db.session import session_scope
-from idbatch.domain import TERMINAL_STATUSES, AttemptOutcome, BatchKind, BatchState, JobStatus
+from idbatch.domain import TERMINAL_STATUSES, AttemptOutcome, BatchKind, BatchState, ErrorClass, JobStatus
 
 PAGE = 1000
 
@@ -58,7 +58,11 @@ def lost_messages(cutoff: dt.datetime, batch_id: int | None, now: Clock = utcnow
     """``queued``/``pending`` jobs whose last message is older than ``cutoff``."""
     waiting_since = func.coalesce(Job.enqueued_at, Job.updated_at)
     where = and_(
-        _active(batch_id), Job.status.in_((JobStatus.QUEUED, JobStatus.PENDING)), waiting_since <= cutoff
+        _active(batch_id),
+        Job.status.in_((JobStatus.QUEUED, JobStatus.PENDING)),
+        waiting_since <= cutoff,
+        # held by a rerun's budget (issue 15): pending on purpose, published only on release
+        or_(Job.error_class.is_(None), Job.error_class != ErrorClass.BUDGET),
     )
     return where, lambda: {"status": JobStatus.QUEUED, "enqueued_at": now()}
 

@@ -28,7 +28,8 @@
   ``idbatch worker``; beat keeps its schedule file under the data dir, which
   ``DataDirScheduler`` creates, so ``celery -A workers.celery_app beat`` starts anywhere.
 
-Messages are sent by task *name* (``VERIFY``, ``FAN_OUT``, ``SWEEP``): the app built here
+Messages are sent by task *name* (``VERIFY``, ``FAN_OUT``, ``SWEEP``, ``FIRE_SCHEDULES``,
+the rerun schedules' beat hook, routed with the sweep so a backlog cannot delay it): the app built here
 knows no task objects, so producers can publish without importing workers.
 """
 
@@ -52,6 +53,7 @@ SWEEP = "idbatch.sweep"
 SUBMIT = "idbatch.submit"
 WEBHOOK_DELIVER = "idbatch.webhooks.deliver"
 WEBHOOK_SWEEP = "idbatch.webhooks.sweep"
+FIRE_SCHEDULES = "idbatch.fire_schedules"  # issue 15: rerun schedules (workers.schedules)
 
 
 def sweep_queue(settings: Settings) -> str:
@@ -88,6 +90,7 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         task_routes={
             SWEEP: {"queue": sweep_queue(settings)},
             WEBHOOK_SWEEP: {"queue": sweep_queue(settings)},
+            FIRE_SCHEDULES: {"queue": sweep_queue(settings)},
         },
         beat_scheduler=f"{__name__}:DataDirScheduler",
         beat_schedule={
@@ -100,6 +103,12 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
                 "task": WEBHOOK_SWEEP,
                 "schedule": settings.sweep_interval_s,
                 "options": {"expires": max(1.0, settings.sweep_interval_s * 2)},
+            },
+            # Rerun schedules (issue 15): every beat sends it; a unique slot row fires once.
+            "rerun-schedules": {
+                "task": FIRE_SCHEDULES,
+                "schedule": settings.schedule_check_s,
+                "options": {"expires": max(1.0, settings.schedule_check_s * 2)},
             },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),

@@ -60,6 +60,7 @@ class ErrorClass(StrEnum):
     UNAVAILABLE = "Unavailable"  # 5xx, timeouts, connection errors
     ITEM_REJECTED = "ItemRejected"  # the provider refused this item
     PROVIDER_ERROR = "ProviderError"  # any other provider failure
+    BUDGET = "budget"  # a rerun's budget was spent before this card: left pending, never sent
 
 
 class AttemptOutcome(StrEnum):

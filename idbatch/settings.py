@@ -247,6 +247,20 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(default=86400.0, gt=0)  # then the event is failed
     webhook_lease_s: float = Field(default=60.0, gt=0)
 
+    # --- Reruns, schedules, export, billing (issue 15) ---
+    # How often beat asks Postgres for due schedule slots; a slot fires once whatever
+    # the number of beats (a unique (schedule, slot) row), so this only bounds lateness.
+    schedule_check_s: float = Field(default=30.0, gt=0)
+    # Price of one billable call per provider (any currency), for the rerun plan's cost;
+    # a provider without a price shows calls only.
+    call_prices: dict[str, float] = Field(default_factory=dict)
+    # Development and tests only: "today" for card validity (expiry verdicts, expiring
+    # policies, drift) is this many days ahead. Production refuses anything but 0.
+    clock_offset_days: int = 0
+    # Who may ``export --reveal`` (IDBATCH_ACTOR or the OS user): empty means anyone in
+    # development and nobody in production.
+    reveal_actors: list[str] = Field(default_factory=list)
+
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
         if not self.database_url:
@@ -265,6 +279,8 @@ class Settings(BaseSettings):
             # Errors name the variable, never any part of its value.
             if len(self.gateway_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
                 raise ValueError(f"IDBATCH_GATEWAY_SECRET must be at least {MIN_SECRET_BYTES} random bytes")
+        if self.env == "production" and self.clock_offset_days:
+            raise ValueError("IDBATCH_CLOCK_OFFSET_DAYS is for development and tests only")
         if self.pii_key is not None and not _valid_fernet_key(self.pii_key.get_secret_value()):
             raise ValueError("IDBATCH_PII_KEY must be 32 url-safe base64-encoded bytes (a Fernet key)")
         return self

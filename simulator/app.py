@@ -17,6 +17,8 @@ Admin endpoints (loopback use only):
                                docs/simulator.md. A rate or count of 0 removes the knob.
     POST /_sim/quotas          {"acedata": 100, ...} per protocol or "protocol:account"
     POST /_sim/registry        JSON lines of RegistryEntry to enrol
+    POST /_sim/revoke          {"id_numbers": [...]}: drop identities from the registry
+                               (a revoked card: FaceID/AceData answer IdNoExistSystem)
     POST /_sim/reset           zero the counters
 """
 
@@ -82,6 +84,13 @@ def create_app(
                 added += 1
         return JSONResponse({"enrolled": added, "size": len(state.registry)})
 
+    async def revoke(request: Request) -> Response:
+        body = await request.json()
+        numbers = body.get("id_numbers") if isinstance(body, dict) else None
+        if not isinstance(numbers, list):
+            return JSONResponse({"error": "id_numbers must be a list"}, status_code=400)
+        return JSONResponse({"revoked": state.revoke(numbers), "size": len(state.registry)})
+
     async def reset(_: Request) -> Response:
         state.reset_stats()
         return JSONResponse({"ok": True})
@@ -104,6 +113,7 @@ def create_app(
             Route("/_sim/faults", faults, methods=["POST"]),
             Route("/_sim/quotas", quotas, methods=["POST"]),
             Route("/_sim/registry", registry, methods=["POST"]),
+            Route("/_sim/revoke", revoke, methods=["POST"]),
             Route("/_sim/reset", reset, methods=["POST"]),
         ],
         lifespan=lifespan,

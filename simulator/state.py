@@ -287,6 +287,10 @@ class SimState:
             "quotas": self.quotas,
         }
 
+    def revoke(self, id_numbers: list[str]) -> int:
+        """Drop identities from the registry (a cancelled card); how many were enrolled."""
+        return sum(self.registry.pop(str(n), None) is not None for n in id_numbers)
+
     def reset_stats(self) -> None:
         self.stats.clear()
         self._windows.clear()

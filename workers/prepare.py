@@ -18,6 +18,8 @@ from db.models import Result, utcnow
 from db.session import session_scope
 from idbatch.domain import JobStatus, NormalizedResult, Verdict, Warn, WarningCode, WarningSource
 from idbatch.pii import AD_CLAIMED_ID, AD_CLAIMED_NAME, AD_ID_NUMBER, AD_NAME, vault
+from idbatch.reruns import today
+from idbatch.settings import get_settings
 from workers.record import Outcome, status_of, stored_outcome, warning_rows
 from workers.runtime import Runtime
 from workers.verdict import judge
@@ -106,4 +108,4 @@ def _judge_again(session: Session, claimed: Claim, source: Result) -> tuple[Verd
         v.decrypt(claimed.claimed_name_enc, AD_CLAIMED_NAME),
         v.decrypt(claimed.claimed_id_enc, AD_CLAIMED_ID),
     )
-    return judge(earlier, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
+    return judge(earlier, claimed_name, claimed_id, today(get_settings()))

@@ -41,6 +41,8 @@ from idbatch.pii import (
 from idbatch.providers import errors
 from idbatch.providers.base import CallRecord, ProviderAnswer
 from idbatch.raw_answers import raw_for_storage
+from idbatch.reruns import today
+from idbatch.settings import get_settings
 from workers.retry import RetryPolicy, attempt_outcome
 from workers.runtime import Runtime
 from workers.verdict import judge
@@ -197,7 +199,7 @@ def finish_answer(
         v.decrypt(claimed.claimed_name_enc, AD_CLAIMED_NAME),
         v.decrypt(claimed.claimed_id_enc, AD_CLAIMED_ID),
     )
-    verdict, warns = judge(answer.result, claimed_name, claimed_id, dt.datetime.now(dt.UTC).date())
+    verdict, warns = judge(answer.result, claimed_name, claimed_id, today(get_settings()))
     status = status_of(verdict)
     attempts = attempt_rows(claimed, answer.calls, started, account, AttemptOutcome.ANSWERED)
     try:

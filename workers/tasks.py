@@ -10,11 +10,12 @@ import structlog
 from celery import current_app, shared_task
 from celery.exceptions import Retry
 
-from dispatch.app import FAN_OUT, SWEEP, VERIFY, WEBHOOK_DELIVER, WEBHOOK_SWEEP
+from dispatch.app import FAN_OUT, FIRE_SCHEDULES, SWEEP, VERIFY, WEBHOOK_DELIVER, WEBHOOK_SWEEP
 from dispatch.publish import publish_jobs
 from idbatch.domain import JobStatus
 from workers import webhooks
 from workers.runtime import runtime
+from workers.schedules import fire_due
 from workers.sweeper import sweep_with_app
 from workers.verify import process_job
 
@@ -83,3 +84,9 @@ def webhook_deliver(outbox_id: int) -> str:
 def webhook_sweep() -> int:
     """Beat task: derive events of finished batches, publish due deliveries."""
     return webhooks.sweep_webhooks(runtime().settings, current_app)
+
+
+@shared_task(name=FIRE_SCHEDULES, acks_late=False, ignore_result=True)
+def fire_schedules() -> int:
+    """Beat task (issue 15): fire due rerun schedule slots; one row per slot makes it once."""
+    return len(fire_due(runtime().settings))

@@ -1,7 +1,7 @@
 """api: tenants, API keys, idempotency records, webhook outbox and log; batch.tenant_id
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01
 
 New tables and one nullable column on batch (no default, no rewrite): old workers never
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
