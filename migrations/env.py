@@ -50,10 +50,19 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(_url(), pool_size=1)
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table to change its constraints (copy, DROP, rename). With
+            # foreign keys on (db.session turns them on), that DROP runs the ON DELETE CASCADE
+            # of every referencing table: rebuilding `batch` would delete every job. The pragma
+            # is a no-op inside a transaction (and db.session opens one with BEGIN IMMEDIATE on
+            # any statement), so it goes straight to the driver's connection, in autocommit,
+            # before the migration's transaction; the keys are checked once it is done.
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
+            render_as_batch=sqlite,
             compare_type=True,
         )
         with context.begin_transaction():
@@ -65,6 +74,11 @@ def run_migrations_online() -> None:
                 )
                 connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"migration left {len(broken)} rows with a broken foreign key")
     engine.dispose()
 
 

@@ -81,3 +81,37 @@ def test_production_submit_refuses_a_stale_schema_instead_of_migrating(env: Env,
     result = CliRunner().invoke(app, ["submit", str(manifest)])
     assert result.exit_code == 2
     assert "idbatch db upgrade" in result.output
+
+
+def test_upgrading_an_embedded_database_keeps_every_job(env: Env, tmp_path: Path) -> None:
+    """A migration that rebuilds `batch` on SQLite (batch mode: copy, DROP, rename) must not run
+    the ON DELETE CASCADE of `job` on the way: 0009 once deleted every job of an embedded install."""
+    from sqlalchemy import create_engine, text
+
+    from db.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    env(database_url=url)
+    upgrade(url, "0006")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO batch (id, source, kind, state, provider, provider_config, total_rows,"
+                " ingest_complete) VALUES (1, 's', 'backfill', 'active', 'acedata', '{}', 2, 1)"
+            )
+        )
+        for job_id in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO job (id, batch_id, row_number, status, attempt_count, claim_seq)"
+                    " VALUES (:id, 1, :id, 'passed', 1, 1)"
+                ),
+                {"id": job_id},
+            )
+    upgrade(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM job WHERE batch_id = 1")).scalar() == 2
+        assert conn.execute(text("SELECT count(*) FROM batch")).scalar() == 1
+        assert conn.execute(text("PRAGMA foreign_key_check")).fetchall() == []
+    engine.dispose()
