@@ -81,13 +81,20 @@ def embedded_stack(settings: Settings, concurrency: int | None = None) -> Iterat
     # The in-process worker shares the terminal with the progress bar: Celery's per-task
     # lines (and kombu's note that memory:// has no host) would bury it. A real
     # `idbatch worker` logs them; here the report at the end says what happened.
-    for name in ("celery", "kombu"):
+    # The levels are given back afterwards: a process that goes on (tests, a later
+    # configure_logging) must not inherit a silenced Celery.
+    quieted = {name: logging.getLogger(name).level for name in ("celery", "kombu")}
+    for name in quieted:
         logging.getLogger(name).setLevel(logging.ERROR)
-    with (
-        embedded_worker(app, concurrency or settings.worker_concurrency, settings.queue) as worker,
-        sweeper_thread(settings, app),
-    ):
-        yield worker
+    try:
+        with (
+            embedded_worker(app, concurrency or settings.worker_concurrency, settings.queue) as worker,
+            sweeper_thread(settings, app),
+        ):
+            yield worker
+    finally:
+        for name, level in quieted.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def data_path(settings: Settings, *parts: str) -> Path:

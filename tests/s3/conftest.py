@@ -7,6 +7,7 @@ IDBATCH_S3_ENDPOINT_URL / IDBATCH_SQS_ENDPOINT_URL, Postgres from ``pg_url``.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,9 @@ from tests.conftest import Env
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
+    # moto's werkzeug logs every request at INFO, in this process: under idbatch's root
+    # handler those lines would land in the CLI output the tests read.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
