@@ -12,6 +12,7 @@ Exit codes, for every command (README "Operating a batch"):
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -181,6 +182,19 @@ def ingest_progress(out: Console) -> Iterator[None]:
             thread.join(2)
 
 
+# Optional dependencies and the extra that brings each (pyproject.toml).
+_EXTRAS = {
+    "fastapi": "api",
+    "standardwebhooks": "api",
+    "boto3": "s3",
+    "botocore": "s3",
+    "psycopg": "postgres",
+    "redis": "redis",
+    "packaging": "redis",
+    "pyarrow": "parquet",
+}
+
+
 def one_line_error(exc: BaseException) -> tuple[str, int]:
     """The line shown for an unexpected error, and its exit code (never a traceback)."""
     from pydantic import ValidationError
@@ -189,16 +203,36 @@ def one_line_error(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, ValidationError):  # settings from the environment: a usage error
         fields = ", ".join(str(e["loc"][0]).upper() for e in exc.errors() if e.get("loc")) or "settings"
         return f"error: invalid settings ({'IDBATCH_' if fields != 'settings' else ''}{fields})", EXIT_USAGE
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in _EXTRAS:
+        module = (exc.name or "").split(".")[0]
+        return (
+            f"error: this needs the optional dependency {module}: pip install 'idbatch[{_EXTRAS[module]}]'",
+            EXIT_USAGE,
+        )
     name = type(exc).__name__
+    text = str(exc)
+    if "no such table" in text or "UndefinedTable" in text or 'relation "' in text:
+        return "error: the database has no idbatch tables yet; run `idbatch db upgrade`", EXIT_USAGE
+    if "unable to open database file" in text:
+        hint = "check IDBATCH_DATABASE_URL and IDBATCH_DATA_DIR"
+        return f"error: cannot open the database file; {hint}", EXIT_FAILURE
     if "OperationalError" in name:
         return f"error: cannot reach the database ({name}); check IDBATCH_DATABASE_URL", EXIT_FAILURE
     return f"error: {name}: {first}" if first else f"error: {name}", EXIT_FAILURE
 
 
 def report_error(exc: BaseException) -> int:
-    from idbatch.logging import get_logger
+    """Print the one line; the traceback goes to the log at DEBUG only.
 
-    get_logger(__name__).debug("command failed", exc_info=exc)  # the traceback, at DEBUG only
+    Through stdlib logging, not structlog: when the settings themselves failed, logging is
+    not configured yet and structlog's default would print a rich traceback with local
+    variables (the settings' values, secrets included). Settings errors get no traceback at
+    all: pydantic's would quote the environment.
+    """
+    from pydantic import ValidationError
+
     line, code = one_line_error(exc)
+    if not isinstance(exc, ValidationError):
+        logging.getLogger(__name__).debug("command failed", exc_info=exc)
     Console(stderr=True).print(line, markup=False, highlight=False, soft_wrap=True)
     return code

@@ -3,6 +3,7 @@ Postgres and SQLite alike, with no listener running (issue 19)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -16,16 +17,23 @@ from db.migrate import upgrade
 from db.models import Job
 from db.session import session_scope
 from idbatch.domain import JobStatus
+from idbatch.settings import Settings
 from idbatch.storage.base import ObjectInfo
 from producers.pairing import Side, record_sides
-from tests.conftest import Env
+from tests.conftest import Env, fresh_database
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_events_sweep_resolves_sides_whose_window_ended(
-    backend: str, env: Env, request: pytest.FixtureRequest
-) -> None:
-    settings = env(**({"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}))
+def test_events_sweep_resolves_sides_whose_window_ended(backend: str, env: Env) -> None:
+    # A database of its own: `events pending` and `events sweep` see every batch's sides, and
+    # the shared run database holds other tests' listeners (they would count here, and this
+    # test's lone sides would be swept into theirs).
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(fresh_database("idbatch_evcli")) if backend == "postgres" else None
+        _sweep_resolves_lone_sides(backend, env(**({"database_url": url} if url else {})))
+
+
+def _sweep_resolves_lone_sides(backend: str, settings: Settings) -> None:
     upgrade(settings.database_url)
     ocr = standing_batch(f"events:test-{backend}", "tencent_ocr", {})
     face = standing_batch(f"events:face-{backend}", "tencent_faceid", {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -134,3 +135,48 @@ def test_the_watch_verdict_table() -> None:
     assert judge_watch(True, {"passed": 999, "failed": 1}, 0.1, None).code == 0
     assert judge_watch(True, {"passed": 998, "failed": 2}, 0.1, None).code == 1
     assert judge_watch(False, {"passed": 1}, 100, 5).code == 1
+
+
+def test_bad_settings_in_a_fresh_process_print_no_secret_and_no_traceback(tmp_path: Path) -> None:
+    """Before logging is configured (the settings failed), nothing may print their values."""
+    import os
+    import subprocess
+    import sys
+
+    accounts = '{"tencent_ocr": [{"name": "k1", "tencent_secret_id": "AKIDSECRET1",'
+    accounts += ' "tencent_secret_key": "TOPSECRETKEY", "quota": "x"}]}'
+    base = {k: v for k, v in os.environ.items() if not k.startswith("IDBATCH_")}
+    for bad in ({"IDBATCH_ACCOUNTS": accounts}, {"IDBATCH_PII_KEY": "supersecretvalue123"}):
+        env = {**base, "IDBATCH_DATA_DIR": str(tmp_path / "d"), **bad}
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "batches"], env=env, capture_output=True, text=True, timeout=60
+        )
+        out = done.stdout + done.stderr
+        assert done.returncode == 2, out
+        assert out.strip().startswith("error: invalid settings")
+        assert "TOPSECRETKEY" not in out and "AKIDSECRET1" not in out and "supersecretvalue123" not in out
+        assert "Traceback" not in out and len(out.strip().splitlines()) == 1
+
+
+def test_a_database_without_tables_says_to_upgrade(env: Env, tmp_path: Path) -> None:
+    env(database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    code, out = run("batches")
+    assert code == 2
+    assert out.strip() == "error: the database has no idbatch tables yet; run `idbatch db upgrade`"
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [
+        ("fastapi", "api"),
+        ("boto3", "s3"),
+        ("psycopg", "postgres"),
+        ("pyarrow", "parquet"),
+        ("packaging", "redis"),
+    ],
+)
+def test_a_missing_optional_dependency_names_its_extra(module: str, extra: str) -> None:
+    from app.cli_ops import one_line_error
+
+    line, code = one_line_error(ModuleNotFoundError(f"No module named '{module}'", name=module))
+    assert code == 2 and line.endswith(f"pip install 'idbatch[{extra}]'")
