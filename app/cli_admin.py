@@ -77,9 +77,13 @@ def cancel(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
 @app.command("retry-failed")
 def retry_failed(batch: Annotated[int, typer.Argument(help="batch id")]) -> None:
     """Run the batch's failed jobs again (processing failed; negative verdicts are kept)."""
+    from app.embedded import processing, source_folder
     from workers.controls import retry_failed as retry_failed_jobs
 
-    control(retry_failed_jobs, batch, publisher())
+    settings = get_settings()
+    with processing(settings, console, *source_folder(batch)) as (publish, follow):
+        control(retry_failed_jobs, batch, publish)
+        follow(batch)  # embedded mode: the jobs run in this process
 
 
 @db_app.command("upgrade")

@@ -39,6 +39,13 @@ def api(
         os.environ["IDBATCH_DB_PRE_PING"] = "false"
         get_settings.cache_clear()
     settings = get_settings()
+    if settings.broker_url.startswith("memory://"):
+        # Accepting cards no process will ever verify would break the API's promise.
+        console.print(
+            "[red]idbatch api needs a real broker[/red] (IDBATCH_BROKER_URL=redis://…) and "
+            "`idbatch worker` processes; the embedded mode's in-memory broker lives in one process"
+        )
+        raise typer.Exit(2)
     require_schema(settings.database_url)
     uvicorn.run(
         "producers.api.app:asgi",

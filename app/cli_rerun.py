@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli_common import app, console, publisher, require_batch
+from app.cli_common import app, console, require_batch
 from idbatch.settings import get_settings
 
 schedule_app = typer.Typer(help="Rerun schedules (cron, UTC) fired by `idbatch beat`.", no_args_is_help=True)
@@ -66,11 +66,17 @@ def rerun(
     dry_run: Annotated[bool, typer.Option(help="print the cards, calls and cost; create nothing")] = False,
 ) -> None:
     """Create a batch of kind rerun linked to BATCH: the chosen cards, fresh provider calls."""
+    from app.embedded import processing, source_folder
     from producers.rerun import rerun as do_rerun
 
     require_batch(batch)
     policy = _policy(only, older_than, expiring, ref_prefix, budget)
-    _print(do_rerun(get_settings(), batch, policy, dry_run=dry_run, publish=publisher()).as_dict())
+    settings = get_settings()
+    with processing(settings, console, *source_folder(batch)) as (publish, follow):
+        result = do_rerun(settings, batch, policy, dry_run=dry_run, publish=publish)
+        if result.batch_id is not None:
+            follow(result.batch_id)  # embedded mode: processed here (budget-held cards stay pending)
+    _print(result.as_dict())
 
 
 @app.command("rerun-release")
@@ -79,10 +85,15 @@ def rerun_release(
     budget: Budget = None,
 ) -> None:
     """Send cards a rerun's budget held back (up to --budget more billable calls)."""
+    from app.embedded import processing, source_folder
     from producers.rerun import release
 
     require_batch(batch)
-    _print({"batch": batch, "released": release(get_settings(), batch, budget, publisher())})
+    settings = get_settings()
+    with processing(settings, console, *source_folder(batch)) as (publish, follow):
+        released = release(settings, batch, budget, publish)
+        follow(batch)
+    _print({"batch": batch, "released": released})
 
 
 @schedule_app.command("add")
@@ -159,11 +170,17 @@ def schedule_remove(name: Annotated[str, typer.Argument()]) -> None:
 @schedule_app.command("run-now")
 def schedule_run_now(name: Annotated[str, typer.Argument()]) -> None:
     """Fire the schedule now, recorded as a firing like any slot."""
+    from app.embedded import processing
     from db.schedules import ScheduleError
     from producers.rerun import run_now
 
+    settings = get_settings()
     try:
-        _print(run_now(get_settings(), name, publisher()))
+        with processing(settings, console) as (publish, follow):
+            fired = run_now(settings, name, publish)
+            if fired and fired.get("batch") is not None:
+                follow(fired["batch"])
+        _print(fired)
     except ScheduleError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

@@ -101,3 +101,54 @@ def data_path(settings: Settings, *parts: str) -> Path:
     """A folder under the data dir, which is this user's only (demo cards, manifests)."""
     private_dir(settings.data_dir)
     return private_dir(settings.data_dir.joinpath(*parts))
+
+
+def wait_for_open_jobs(batch_id: int, console: Console, timeout_s: float | None = None) -> bool:
+    """Follow a batch until none of its jobs is queued, running or waiting for a retry.
+
+    For commands that send part of a batch again (retry-failed, rerun, release): cards a
+    rerun's budget holds stay ``pending`` by design, so "every job terminal" would never come.
+    """
+    open_states = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRY_WAIT}
+
+    def poll() -> tuple[int, int, dict[str, int], bool]:
+        with session_scope() as session:
+            counts = status_counts(session, batch_id)
+        still_open = sum(n for s, n in counts.items() if JobStatus(s) in open_states)
+        jobs = sum(counts.values())
+        return jobs - still_open, jobs, counts, still_open == 0
+
+    return follow(poll, console, timeout_s=timeout_s)
+
+
+@contextmanager
+def processing(settings: Settings, console: Console, *folders: Path) -> Iterator[tuple[Any, Any]]:
+    """Where the jobs a command publishes are processed: ``(publish, follow)``.
+
+    With a real broker, on the broker for ``idbatch worker`` (``follow`` does nothing). With
+    the in-memory broker (embedded mode) nobody else could receive them, so they run in
+    this process, as ``submit`` does: an image gateway for ``folders``, the in-process
+    worker and its sweeper run for the block, and ``follow(batch)`` waits (with the
+    progress bar) until the batch has no open job left.
+    """
+    from dispatch.publish import publish_jobs
+
+    if not settings.broker_url.startswith("memory://"):
+        yield publish_jobs, lambda _batch: None
+        return
+    with image_gateway(settings, *folders) as gw:
+        settings = apply_env({"IDBATCH_GATEWAY_URL": gw.url})
+        with embedded_stack(settings):
+            yield publish_jobs, lambda batch: wait_for_open_jobs(batch, console)
+
+
+def source_folder(batch_id: int) -> list[Path]:
+    """The folder of a batch's local manifest (its images' root), if it came from one."""
+    from db.models import Batch
+
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        source = batch.source if batch is not None else ""
+    if not source or "://" in source:
+        return []
+    return [Path(source).resolve().parent]

@@ -25,7 +25,9 @@ import structlog
 
 from idbatch.pii import PII_KEYS, scrub
 
-SWEEP_TASK = "idbatch.sweep"  # = dispatch.app.SWEEP (the core cannot import dispatch)
+# The periodic tasks beat sends every few seconds (= dispatch.app.SWEEP, WEBHOOK_SWEEP,
+# FIRE_SCHEDULES; the core cannot import dispatch): their routine lines are DEBUG.
+PERIODIC_TASKS = ("idbatch.sweep", "idbatch.webhooks.sweep", "idbatch.fire_schedules")
 # Loggers whose routine per-task lines name the task in the message.
 _TASK_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace", "celery.worker.request")
 # Libraries that log every request or plugin at INFO: a line per provider call would cost
@@ -73,7 +75,7 @@ class QuietSweeps(logging.Filter):
         if (
             record.levelno == logging.INFO
             and record.name in _TASK_LOGGERS
-            and SWEEP_TASK in record.getMessage()
+            and any(task in record.getMessage() for task in PERIODIC_TASKS)
         ):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return record.levelno >= self.level

@@ -53,6 +53,8 @@ def test_sweep_lines_are_debug(capsys: pytest.CaptureFixture[str], restore: None
     configure("INFO", json_logs=True)
     logging.getLogger("celery.beat").info(sweep)
     logging.getLogger("celery.app.trace").info("Task idbatch.sweep[1] succeeded in 0.01s: 0")
+    logging.getLogger("celery.beat").info("Scheduler: Sending due task webhooks (idbatch.webhooks.sweep)")
+    logging.getLogger("celery.app.trace").info("Task idbatch.fire_schedules[3] succeeded in 0.01s: 0")
     logging.getLogger("celery.app.trace").info("Task idbatch.verify[2] succeeded in 0.2s: 'passed'")
     assert [r["event"] for r in lines(capsys.readouterr().err)] == [
         "Task idbatch.verify[2] succeeded in 0.2s: 'passed'"
