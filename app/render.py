@@ -54,14 +54,26 @@ def render_report(report: Report, console: Console) -> None:
             for code, n in data.items():
                 t.add_row(code, str(n))
             console.print(t)
-    for title, rows in (("Rejected rows", report.rejected), ("Processing failed", report.failed)):
+    for title, rows, status in (
+        ("Rejected rows", report.rejected, "rejected"),
+        ("Processing failed", report.failed, "failed"),
+    ):
         if rows:
+            total = report.counts.get(status, len(rows))
+            # The report lists the first rows only: say so, and where the rest are.
+            caption = (
+                f"first {len(rows)} of {total}; every row: idbatch export {report.batch_id} --format csv"
+                if total > len(rows)
+                else None
+            )
             t = Table(title=title)
             for col in ("row", "ref", "reason"):
                 t.add_column(col)
             for r in rows:
                 t.add_row(str(r["row"]), str(r["ref"] or ""), str(r["reason"] or ""))
             console.print(t)
+            if caption:
+                console.print(caption, soft_wrap=True)
     if report.drift is not None:
         d = report.drift
         console.print(

@@ -186,6 +186,11 @@ def read_manifest(
             else f" (the first row has {len(header)} fields; is the header missing?)"
         )
         raise ManifestError(f"header lacks required column(s) {', '.join(missing)}{got}")
+    # A column named twice is ambiguous (which value is the claim?): refuse it rather than
+    # silently take the first. Only known names are echoed (see above).
+    twice = sorted({c for c in columns if columns.count(c) > 1 and c in (*REQUIRED, *OPTIONAL)})
+    if twice:
+        raise ManifestError(f"header names column(s) {', '.join(twice)} more than once")
     index = {name: columns.index(name) for name in (*REQUIRED, *OPTIONAL) if name in columns}
     row_number = 0
     while True:

@@ -102,6 +102,16 @@ def test_header_problems_refuse_the_manifest() -> None:
         rows(b"")
 
 
+@pytest.mark.parametrize(
+    "header",
+    ["external_ref,front_image,front_image", "external_ref,front_image,ref", "ref,front,external_ref"],
+)
+def test_a_column_named_twice_refuses_the_manifest(header: str) -> None:
+    """Two values for one column: which is the card's? Refused, never the first silently."""
+    with pytest.raises(ManifestError, match="more than once"):
+        rows(f"{header}\nA,a.jpg,B\n".encode())
+
+
 def test_column_aliases_and_order() -> None:
     (row,) = rows(f"身份证号,front,ref\n{ID1},a.jpg,R1\n".encode())
     assert isinstance(row, ManifestRow)
