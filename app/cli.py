@@ -296,6 +296,9 @@ def listen(
     from workers.tracing import setup_tracing
 
     settings = get_settings()
+    if not (queue_url or settings.events_queue_url):
+        console.print("[red]no queue:[/red] set IDBATCH_EVENTS_QUEUE_URL or pass --queue-url")
+        raise typer.Exit(2)
     setup_tracing(settings, "listen")  # IDBATCH_OTEL_ENABLED (off by default), before any engine
     require_schema(settings.database_url)
     listener = EventListener(settings, queue_url=queue_url, provider=provider, config=parse_config(config))

@@ -91,6 +91,7 @@ def test_an_unexpected_error_is_one_line_and_exit_1(env: Env) -> None:
         ["batches", "--limit", "0"],
         ["submit", "x.csv", "--provider", "nosuchprovider"],
         ["worker", "--loglevel", "LOUD"],
+        ["listen"],  # no queue named anywhere
         ["nosuchcommand"],
     ],
 )
