@@ -33,11 +33,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db import api_reads
 from db.session import session_scope
+from dispatch.publish import Publisher, publish_jobs
 from idbatch.logging import get_logger
 from idbatch.pii import scrub
 from idbatch.settings import Settings, get_settings
 from producers.api.cards import CardIn, ref_of
 from producers.api.http import (
+    AuthCache,
     BodyLimit,
     HTTPProblem,
     Quotas,
@@ -47,6 +49,7 @@ from producers.api.http import (
     problem_responses,
     require,
 )
+from producers.api.linger import LingeringPublisher
 from producers.api.lookup import add_lookup
 from producers.api.schemas import (
     BatchIn,
@@ -92,6 +95,12 @@ def _refused(exc: Refused) -> HTTPProblem:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     quotas = Quotas(settings)
+    auth_cache = AuthCache(settings.api_auth_cache_s)
+    publisher: Publisher = (
+        LingeringPublisher(settings.api_publish_linger_ms / 1000)
+        if settings.api_publish_linger_ms > 0
+        else publish_jobs
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -101,7 +110,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # more than keep the core busy: more threads only fight over the GIL.
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(1, min(settings.api_threads, settings.worker_concurrency))
-        yield
+        try:
+            yield
+        finally:
+            if isinstance(publisher, LingeringPublisher):
+                publisher.close()
 
     app = FastAPI(
         title="idbatch",
@@ -133,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return problem_response(500, "Internal error", "the request failed on our side; retry it")
 
     def auth(request: Request, scope: str) -> Any:
-        principal = principal_of(request, quotas)
+        principal = principal_of(request, quotas, auth_cache)
         require(principal, scope)
         return principal
 
@@ -159,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     config=body.config,
                     callback_url=body.callback_url,
                     record_id=record_id,
+                    publish=publisher,
                 )
             except Refused as exc:
                 raise _refused(exc) from exc
