@@ -26,18 +26,16 @@ from typing import Annotated, Any
 import anyio
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db import api_reads
 from db.session import session_scope
 from dispatch.publish import Publisher, publish_jobs
 from idbatch.logging import get_logger
-from idbatch.pii import scrub
 from idbatch.settings import Settings, get_settings
 from producers.api.cards import CardIn, ref_of
+from producers.api.fastpath import SingleCardFastPath, add_problem_handlers
 from producers.api.http import (
     AuthCache,
     BodyLimit,
@@ -45,7 +43,6 @@ from producers.api.http import (
     Quotas,
     idempotent,
     principal_of,
-    problem_response,
     problem_responses,
     require,
 )
@@ -123,42 +120,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.exception_handler(HTTPProblem)
-    async def _problem(_: Request, exc: HTTPProblem) -> JSONResponse:
-        return exc.response()
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "reason": str(e.get("msg", ""))} for e in exc.errors()
-        ]
-        return problem_response(
-            422, "Invalid request", "the request does not match the schema", errors=errors
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def _crash(_: Request, exc: Exception) -> JSONResponse:
-        log.error("api request failed", error=type(exc).__name__, detail=scrub(str(exc))[:500])
-        return problem_response(500, "Internal error", "the request failed on our side; retry it")
+    add_problem_handlers(app)
 
     def auth(request: Request, scope: str) -> Any:
         principal = principal_of(request, quotas, auth_cache)
         require(principal, scope)
         return principal
 
-    @app.post(
-        "/v1/verifications",
-        status_code=202,
-        response_model=Submitted,
-        responses=problem_responses(400, 409, 413, 422, *AUTHED),
-    )
-    def post_verification(
-        request: Request, body: VerificationIn, idempotency_key: IdemKey = None
-    ) -> JSONResponse:
+    def submit_verification(request: Request, body: VerificationIn) -> JSONResponse:
+        """The single-card route's body: served by the FastAPI route and ``SingleCardFastPath``."""
         principal = auth(request, "submit")
 
         def handle(record_id: int | None) -> tuple[int, dict[str, Any]]:
@@ -181,6 +151,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return idempotent(
             request, principal, body.model_dump(mode="json"), settings, handle, stores_itself=True
         )
+
+    @app.post(
+        "/v1/verifications",
+        status_code=202,
+        response_model=Submitted,
+        responses=problem_responses(400, 409, 413, 422, *AUTHED),
+    )
+    def post_verification(
+        request: Request, body: VerificationIn, idempotency_key: IdemKey = None
+    ) -> JSONResponse:
+        # Normally answered by SingleCardFastPath before it gets here (same function).
+        return submit_verification(request, body)
 
     @app.get(
         "/v1/verifications/{job_id}", response_model=VerificationOut, responses=problem_responses(*AUTHED)
@@ -396,6 +378,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    if settings.api_fast_path:
+        app.add_middleware(SingleCardFastPath, submit=submit_verification)  # inside BodyLimit
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     return app
 
