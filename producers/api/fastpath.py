@@ -17,6 +17,7 @@ Errors that escape (a bug, the database gone) reach the app's 500 handler as bef
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -111,10 +112,30 @@ class SingleCardFastPath:
     async def _answer(self, scope: Scope, receive: Receive, raw: bytes) -> Response:
         try:
             body = VerificationIn.model_validate_json(raw)
-        except ValidationError as exc:
-            return invalid_request(exc.errors(), ("body",))  # FastAPI's locations
+        except ValidationError:
+            # The refusal path only: validate again as FastAPI does (json.loads, then the
+            # model in Python mode), so the 422 names the same locations in the same words.
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                return self._not_json(raw)
+            try:
+                body = VerificationIn.model_validate(data, from_attributes=True)  # as FastAPI
+            except ValidationError as exc:
+                return invalid_request(exc.errors(), ("body",))
         request: Any = Request(scope, receive)
         try:
             return await run_in_threadpool(self.submit, request, body)
         except HTTPProblem as exc:
             return exc.response()
+
+    @staticmethod
+    def _not_json(raw: bytes) -> Response:
+        """FastAPI's answer to a body that is not JSON: the position where decoding failed."""
+        try:
+            json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return invalid_request([{"loc": (exc.pos,), "msg": "JSON decode error"}], ("body",))
+        except ValueError:  # not UTF-8 either
+            pass
+        return invalid_request([{"loc": (), "msg": "JSON decode error"}], ("body",))

@@ -7,10 +7,20 @@ by its own ``close()``.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from db.migrate import upgrade
+from db.models import Job
+from db.session import session_scope
 from db.tenants import Principal
+from producers.api.app import create_app
 from producers.api.http import AuthCache
 from producers.api.linger import LingeringPublisher
+from tests.api.conftest import make_tenant
+from tests.conftest import Env
 
 P = Principal(1, "t", "k", frozenset({"submit"}), (), (), None, None)
 
@@ -109,3 +119,52 @@ def test_a_failing_broker_does_not_kill_the_publisher_thread() -> None:
     pub([2])
     pub.close()
     assert [2] in sent
+
+
+def _exchange(
+    client: Any, headers: dict[str, str], key_prefix: str
+) -> list[tuple[int, str, Any, str | None]]:
+    good = {"external_ref": "hp-1", "front_image": "https://example.com/a.jpg"}
+    requests: list[tuple[dict[str, str], Any]] = [
+        ({"Idempotency-Key": f"{key_prefix}1"}, good),
+        ({"Idempotency-Key": f"{key_prefix}1"}, good),  # replay
+        ({"Idempotency-Key": f"{key_prefix}1"}, {**good, "external_ref": "hp-2"}),  # 422 reuse
+        ({}, {"external_ref": "hp-3"}),  # no front_image
+        ({}, {**good, "surprise": 1}),  # extra field
+        ({}, {**good, "id_number": "123"}),  # a card the row rules refuse
+        ({}, b"{not json"),
+        ({}, [good]),
+        ({"Authorization": "Bearer idb_nope_nope"}, good),
+        ({"Idempotency-Key": "x" * 256}, good),  # FastAPI's header validation
+    ]
+    out = []
+    for extra, body in requests:
+        h = {**headers, **extra}
+        if isinstance(body, bytes):
+            r = client.post(
+                "/v1/verifications", content=body, headers={**h, "content-type": "application/json"}
+            )
+        else:
+            r = client.post("/v1/verifications", json=body, headers=h)
+        payload = r.json()
+        if r.status_code == 202:
+            payload = {k: v for k, v in payload.items() if k not in ("id", "batch_id")}
+        out.append((r.status_code, r.headers["content-type"], payload, r.headers.get("idempotent-replayed")))
+    return out
+
+
+def test_the_fast_path_answers_exactly_as_the_fastapi_route(env: Env) -> None:
+    settings = env(api_quota_per_s="0")
+    upgrade(settings.database_url)
+    tenant = make_tenant("hot")
+    answers = []
+    for fast in (True, False):
+        app = create_app(settings.model_copy(update={"api_fast_path": fast}))
+        with TestClient(app) as client:
+            answers.append(_exchange(client, tenant.headers, f"fast{fast}-"))
+    assert answers[0] == answers[1]
+    codes = [a[0] for a in answers[0]]
+    assert codes == [202, 202, 422, 422, 422, 422, 422, 422, 401, 422], answers[0]
+    assert answers[0][1][3] == "true"  # the second one was a replay
+    with session_scope() as session:  # two accepted cards (one per app), none half-written
+        assert session.scalar(select(func.count()).select_from(Job)) == 2
