@@ -32,30 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api import REDIS, card
+from api import REDIS, card, cpu_seconds
 from common import PII_KEY, free_port, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def cpu_seconds(pid: int) -> float:
-    """user+sys of ``pid`` and its children that are still running (uvicorn workers)."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 async def load(url: str, key: str, requests: int, concurrency: int) -> dict[int, int]:
