@@ -101,7 +101,10 @@ def add_key(tenant: str, scopes: tuple[str, ...]) -> str:
 
 
 def revoke_key(key_id: str) -> bool:
-    """Revoke a key by its id (the part after ``idb_``); requests with it answer 401 at once."""
+    """Revoke a key by its id (the part after ``idb_``).
+
+    API processes cache verified keys, so its requests answer 401 within ``api_auth_cache_s``.
+    """
     key_id = key_id.removeprefix("idb_").split("_", 1)[0]
     with session_scope() as session:
         res = session.execute(
