@@ -8,7 +8,7 @@ are summed per function, inclusive ("total": the function or anything it calls) 
 exclusive ("self"). Prints JSON: the top ``--top`` of each, in percent of samples, and
 the API process's CPU per request (user+sys of the process over the requests).
 
-    python bench/profile_api.py [--requests 2000] [--concurrency 8] [--top 40]
+    python bench/profile_api.py [--requests 2000] [--concurrency 8] [--top 40] [--batch N]
 
 Needs ``py-spy`` (``pip install py-spy``; not a project dependency). The profile itself
 is written to a temporary file and never kept.
@@ -39,14 +39,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-async def load(url: str, key: str, requests: int, concurrency: int) -> dict[int, int]:
+async def load(url: str, key: str, requests: int, concurrency: int, batch: int = 0) -> dict[int, int]:
+    """``requests`` single-card POSTs, or with ``batch`` that many POST /v1/batches of ``batch`` cards."""
     codes: dict[int, int] = collections.Counter()
     queue = iter(range(requests))
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300) as c:
 
         async def worker() -> None:
             for i in queue:
-                r = await c.post("/v1/verifications", json=card(i), headers={"Idempotency-Key": f"p{i}"})
+                if batch:
+                    body = {"cards": [card(10_000_000 + i * batch + n) for n in range(batch)]}
+                    r = await c.post("/v1/batches", json=body, headers={"Idempotency-Key": f"b{i}"})
+                else:
+                    r = await c.post("/v1/verifications", json=card(i), headers={"Idempotency-Key": f"p{i}"})
                 codes[r.status_code] += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -81,6 +86,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=0, help="profile POST /v1/batches of this many cards")
     args = parser.parse_args()
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with fresh_database("idbatch_profile_api") as db, tempfile.TemporaryDirectory() as tmp:
@@ -123,14 +129,14 @@ def main() -> None:
             )
             time.sleep(1)
             cpu0 = cpu_seconds(api.pid)
-            codes = asyncio.run(load(url, key, args.requests, args.concurrency))
+            codes = asyncio.run(load(url, key, args.requests, args.concurrency, args.batch))
             cpu1 = cpu_seconds(api.pid)
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         finally:
             api.terminate()
             api.wait(30)
-        out = {"requests": args.requests, "status_codes": codes}
+        out = {"requests": args.requests, "batch": args.batch, "status_codes": codes}
         out["api_cpu_ms_per_request"] = round(1000 * (cpu1 - cpu0) / args.requests, 2)
         out |= summarise(raw, args.top) if raw.exists() else {"profile": "py-spy wrote nothing"}
     print(json.dumps(out, ensure_ascii=False, indent=None))
