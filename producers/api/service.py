@@ -15,7 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.tenants import Principal, create_tenant_batch, ingest_single
+from db.api_writes import ingest_single
+from db.tenants import Principal, create_tenant_batch
 from db.webhooks import BATCH_FINISHED, VERIFICATION_FINISHED
 from dispatch.publish import Publisher, default_publisher, publish_jobs
 from idbatch import images
@@ -104,7 +105,7 @@ def submit_single(
 
     The row is made by the ingest's own row builder and storable-row check and inserted
     by its inserter, in one transaction with its batch and, when ``record_id`` is given,
-    the Idempotency-Key's stored answer (``db.tenants.ingest_single``): a single card
+    the Idempotency-Key's stored answer (``db.api_writes.ingest_single``): a single card
     costs two transactions (key, write; the key lookup is cached) instead of the bulk
     loop's five. ``publish`` gets the job id after the commit: the HTTP API passes its
     coalescing publisher (``producers.api.linger``), the Celery entry publishes at once.
