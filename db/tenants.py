@@ -271,8 +271,16 @@ def claim_idempotency_key(tenant_id: int, key: str, fingerprint: str, ttl_s: flo
     and the commit).
     """
     now = utcnow()
+    eng = engine()
     for _ in range(2):
-        with engine().begin() as conn:
+        with eng.begin() as conn:
+            if eng.dialect.name == "postgresql":
+                # The claim's commit need not wait for its WAL flush: if the server crashed
+                # before the flush, the claim is simply gone and the caller's retry runs
+                # afresh (no job exists: the card's write is a later transaction). Once the
+                # card's write commits synchronously, the WAL up to it, claim included, is
+                # on disk. Saves one fsync wait per single card (a tail-latency source).
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             new_id = conn.execute(
                 _CLAIM,
                 {
