@@ -246,6 +246,17 @@ class Settings(BaseSettings):
     webhook_backoff_cap_s: float = Field(default=3600.0, gt=0)
     webhook_max_age_s: float = Field(default=86400.0, gt=0)  # then the event is failed
     webhook_lease_s: float = Field(default=60.0, gt=0)
+    # -- HTTP API performance (issue 14 targets; README "Jobs from other services") --
+    # A verified API key is remembered per API process for this long: a revoked key (or
+    # changed scopes/quota) takes effect within it. 0 = look the key up on every request.
+    api_auth_cache_s: float = Field(default=2.0, ge=0)
+    # Single-card submissions publish their job ids coalesced: one fan-out message per
+    # this many milliseconds per API process instead of one message per card. 0 = publish
+    # each card's message right after its commit.
+    api_publish_linger_ms: float = Field(default=20.0, ge=0)
+    # POST /v1/verifications answered by producers.api.fastpath (same checks, without
+    # FastAPI's per-request machinery); false = through the FastAPI route.
+    api_fast_path: bool = True
 
     # --- Reruns, schedules, export, billing (issue 15) ---
     # How often beat asks Postgres for due schedule slots; a slot fires once whatever

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -167,10 +168,49 @@ class Quotas:
             )
 
 
-def principal_of(request: Request, quotas: Quotas | None = None) -> Principal:
+class AuthCache:
+    """Verified API keys of this process, each for ``ttl_s``: one DB round trip per key per TTL.
+
+    Looking a key up costs a transaction per request (an eighth of a single card's CPU).
+    Only successes are remembered, keyed by the sha256 of the whole presented token, so a
+    wrong secret never matches a remembered key. The price is bounded staleness: a key
+    revoked (or a tenant's scopes, quota, buckets changed) in the database takes effect
+    in this process within ``ttl_s`` (``api_auth_cache_s``, default 2 s; 0 turns it off).
+    ``clock`` is injectable so the tests can move time instead of sleeping.
+    """
+
+    MAX_ENTRIES = 10_000  # a bound, not an LRU: past it the cache starts over
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self._clock = ttl_s, clock
+        self._entries: dict[bytes, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, token: str, load: Callable[[str], Principal | None] = authenticate) -> Principal | None:
+        if self.ttl_s <= 0:
+            return load(token)
+        digest = hashlib.sha256(token.encode()).digest()
+        now = self._clock()
+        hit = self._entries.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        found = load(token)
+        with self._lock:
+            if found is None:
+                self._entries.pop(digest, None)
+            else:
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries.clear()
+                self._entries[digest] = (found, now + self.ttl_s)
+        return found
+
+
+def principal_of(request: Request, quotas: Quotas | None = None, cache: AuthCache | None = None) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    found = authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
+    found = None
+    if scheme.lower() == "bearer" and token:
+        found = cache.lookup(token.strip()) if cache is not None else authenticate(token.strip())
     if found is None:
         raise HTTPProblem(
             401,

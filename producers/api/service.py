@@ -15,10 +15,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.ingest import insert_returning
-from db.tenants import Principal, create_tenant_batch, ingest_single
+from db.api_writes import ingest_single
+from db.tenants import Principal, create_tenant_batch
 from db.webhooks import BATCH_FINISHED, VERIFICATION_FINISHED
-from dispatch.publish import after_commit, default_publisher, publish_jobs
+from dispatch.publish import Publisher, default_publisher, publish_jobs
 from idbatch import images
 from idbatch.domain import BatchKind, JobStatus
 from idbatch.providers import ConfigError, check_config
@@ -99,13 +99,16 @@ def submit_single(
     config: dict[str, Any] | None = None,
     callback_url: str | None = None,
     record_id: int | None = None,
+    publish: Publisher | None = None,
 ) -> Accepted:
     """One card → an adhoc batch of one queued job. A bad card is refused whole (422).
 
     The row is made by the ingest's own row builder and storable-row check and inserted
     by its inserter, in one transaction with its batch and, when ``record_id`` is given,
-    the Idempotency-Key's stored answer (``db.tenants.ingest_single``): a single card
-    costs three transactions (auth, key, write) instead of the bulk loop's five.
+    the Idempotency-Key's stored answer (``db.api_writes.ingest_single``): a single card
+    costs two transactions (key, write; the key lookup is cached) instead of the bulk
+    loop's five. ``publish`` gets the job id after the commit: the HTTP API passes its
+    coalescing publisher (``producers.api.linger``), the Celery entry publishes at once.
     """
     config = config or {}
     chosen = choose_provider(principal, settings, provider, config)
@@ -130,9 +133,7 @@ def submit_single(
         event=VERIFICATION_FINISHED,
         record_id=record_id,
         answer=single_answer,
-        # one row: ingest's portable INSERT .. RETURNING, one round trip (COPY first draws ids)
-        inserter=lambda _session: insert_returning,
-        on_commit=lambda session, ids: after_commit(session, publish_jobs, ids),
+        on_commit=publish or publish_jobs,
     )
     return Accepted(batch_id, [job_id], 1, 1, 0)
 

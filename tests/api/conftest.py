@@ -61,6 +61,7 @@ def api(env: Env, api_db: str) -> Iterator[Api]:
         api_quota_per_s="1000",
         api_quota_burst="1000",
         allowed_private_hosts='["127.0.0.1"]',
+        api_auth_cache_s="0.3",  # short, so the revocation test waits it out (not the 2 s default)
     )
     upgrade(settings.database_url)
     a = make_tenant("tenant-a", scopes=("submit", "read", "reveal"))
