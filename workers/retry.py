@@ -39,6 +39,8 @@ def error_class(exc: errors.ProviderError) -> ErrorClass:
 
 def attempt_outcome(exc: errors.ProviderError) -> AttemptOutcome:
     """How the failed call is recorded on its attempt row."""
+    if exc.maybe_billed:  # sent, never answered: possibly billed (reports count it in doubt)
+        return AttemptOutcome.IN_DOUBT
     if isinstance(exc, errors.RateLimited):
         return AttemptOutcome.RATE_LIMITED
     if isinstance(exc, errors.AccountBlocked):

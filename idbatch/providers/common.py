@@ -24,9 +24,15 @@ def send(client: httpx.Client, url: str, *, side: str, **kwargs: Any) -> tuple[h
     try:
         response = client.post(url, **kwargs)
     except httpx.TimeoutException as exc:
-        raise errors.Unavailable(f"timeout: {type(exc).__name__}", side=side) from exc
+        # Connect and pool timeouts: nothing was sent. A read (or write) timeout: the request
+        # may have been answered, and billed, after we stopped waiting.
+        sent = isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout)
+        raise errors.Unavailable(f"timeout: {type(exc).__name__}", side=side, maybe_billed=sent) from exc
     except httpx.TransportError as exc:
-        raise errors.Unavailable(f"transport error: {type(exc).__name__}", side=side) from exc
+        sent = isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError)
+        raise errors.Unavailable(
+            f"transport error: {type(exc).__name__}", side=side, maybe_billed=sent
+        ) from exc
     return response, (time.perf_counter() - started) * 1000
 
 

@@ -35,6 +35,7 @@ class ProviderError(Exception):
         side: str = "front",
         calls: list[CallRecord] | None = None,
         handoff: str | None = None,
+        maybe_billed: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -49,6 +50,10 @@ class ProviderError(Exception):
         self.calls = calls or []
         # How the failed call's image was handed over ("url"/"inline"); None: not sent.
         self.handoff = handoff
+        # The request reached the provider and no answer came back (a read timeout, a
+        # connection dropped mid-answer): it may have been billed. Recorded as in doubt,
+        # so reconciliation can explain such a call on the invoice.
+        self.maybe_billed = maybe_billed
         # Sides answered (and paid for) in this attempt before the failure, as the adapter
         # needs them back to finish the card without calling those sides again.
         self.answered: dict[str, dict[str, Any]] = {}

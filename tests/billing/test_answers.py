@@ -14,6 +14,7 @@ from db.session import session_scope
 from idbatch.domain import AttemptOutcome, JobStatus, NormalizedResult, Verdict, WarningCode
 from idbatch.providers import ConfigError, check_config
 from producers.submit import submit_path
+from tests.conftest import Env
 from tests.durability.conftest import Stack
 from workers import record
 from workers.runtime import runtime
@@ -152,3 +153,47 @@ def test_an_answer_found_stored_on_a_reclaim_stays_reusable(stack: Stack) -> Non
     second = stack.submit()
     stack.run_open(second)
     assert stack.stats()["billable"] == billed  # every card reused, this one included
+
+
+def test_a_call_sent_but_never_answered_is_recorded_in_doubt(stack: Stack, env: Env) -> None:
+    """A read timeout: the provider may have answered (and billed) after we stopped waiting.
+
+    Recorded ``in_doubt``, so the invoice stays explained (billable <= billed <= billable +
+    in doubt); a refused connection (nothing sent) is a plain transport error.
+    """
+    import time
+
+    env(http_timeout_s="0.3")
+    stack.faults(latency_ms=1200)
+    batch = stack.submit()
+    job_id = stack.jobs(batch)[0].id
+    process_job(job_id, runtime())
+    time.sleep(1.5)  # let the simulator finish the request we gave up on
+    with session_scope() as session:
+        outcomes = session.scalars(select(Attempt.outcome).where(Attempt.job_id == job_id)).all()
+        report = build_report(session, batch)
+    assert outcomes == [AttemptOutcome.IN_DOUBT]
+    assert report.in_doubt_calls == 1
+    billed = stack.stats()["billable"]
+    assert report.billable_calls <= billed <= report.billable_calls + report.in_doubt_calls
+
+
+def test_nothing_sent_is_no_doubt() -> None:
+    import httpx
+
+    from idbatch.providers import common, errors
+    from workers.retry import attempt_outcome
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    def drop(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    for handler, expected in ((refuse, AttemptOutcome.TRANSPORT_ERROR), (drop, AttemptOutcome.IN_DOUBT)):
+        with (
+            httpx.Client(transport=httpx.MockTransport(handler)) as client,
+            pytest.raises(errors.Unavailable) as caught,
+        ):
+            common.send(client, "http://provider.test/", side="front", json={})
+        assert attempt_outcome(caught.value) == expected
