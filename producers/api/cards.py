@@ -15,13 +15,14 @@ import binascii
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from idbatch import fields, images
-from idbatch.settings import Settings
+from idbatch.settings import Settings, private_dir
 from producers.csv_manifest import ManifestRow, RowError, _validate
 
 COLUMNS = ["external_ref", "front_image", "back_image", "name", "id_number"]
@@ -67,9 +68,14 @@ def _store_inline(value: str, settings: Settings) -> str:
     rel = f"{digest[:2]}/{digest}.{_EXT.get(info.format, 'img')}"
     path = image_dir(settings) / rel
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
+        # Card images are PII: folders 0700 and files 0600 whatever the umask, also when
+        # IDBATCH_API_IMAGE_DIR lies outside the private data dir.
+        private_dir(image_dir(settings))
+        private_dir(path.parent)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         tmp.replace(path)  # atomic: a worker never reads half an image
     return rel
 
