@@ -73,7 +73,15 @@ def tenants_add(
 ) -> None:
     """Create a tenant; prints its API key and webhook secret ONCE (only hashes/tokens are kept)."""
     from db.tenants import TenantError, create_tenant
+    from idbatch import images
 
+    if webhook_url:
+        # The same check every callback URL gets at submit; refused here once, not on each POST.
+        try:
+            images.check_url(webhook_url, get_settings().allowed_private_hosts, resolve=False)
+        except images.ImageRefError as exc:
+            console.print(f"[red]webhook URL refused:[/red] {exc}")
+            raise typer.Exit(2) from exc
     try:
         tenant_id, key, secret = create_tenant(
             name,

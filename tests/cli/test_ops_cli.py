@@ -181,3 +181,9 @@ def test_a_missing_optional_dependency_names_its_extra(module: str, extra: str) 
 
     line, code = one_line_error(ModuleNotFoundError(f"No module named '{module}'", name=module))
     assert code == 2 and line.endswith(f"pip install 'idbatch[{extra}]'")
+
+
+def test_a_tenant_webhook_url_inside_the_network_is_refused_at_add(db: None) -> None:
+    code, out = run("tenants", "add", "acme", "--webhook-url", "http://169.254.169.254/hook")
+    assert code == 2 and "webhook URL refused" in out
+    assert run("tenants", "list")[1].count("acme") == 0  # nothing was created
