@@ -78,6 +78,8 @@ def figures(run: Run, args: argparse.Namespace, fault_rate: float, budget_s: flo
         out["bound_with_faults_s"] = round(with_faults, 1)
         out["ratio_with_faults_bound"] = round(wall / with_faults, 4)
     if not done:
+        # a stopped run has no wall time to the last terminal state: only a projection
+        out["partial_ratio"], out["ratio"], out["run_ratio"] = out["ratio"], None, None
         out["stopped_after_s"] = round(budget_s, 1)
         out["projected_wall_s"] = round(wall * args.jobs / max(1, finished), 1)
         out["projected_ratio"] = round(out["projected_wall_s"] / bound, 4)
