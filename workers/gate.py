@@ -77,15 +77,19 @@ class AccountGate:
             self._policies[key] = policy_for(self.settings, provider, account)
         return self._policies[key]
 
-    def enter_any(self, provider: str, accounts: Sequence[str]) -> Ticket:
-        """Admit one call on one of the provider's accounts, or say how long to defer the job.
+    def enter_any(self, provider: str, accounts: Sequence[str], calls: int = 1) -> Ticket:
+        """Admit ``calls`` calls on one of the provider's accounts, or say how long to defer the job.
+
+        ``calls`` is what the job will send in a row on the slot (FRONT then BACK for a
+        two-sided vendor): the schedule moves on by ``calls / rate``, so a two-sided card
+        never gets twice the account's quota.
 
         Accounts are tried in a random order weighted by quota (over many calls each gets
         a share in proportion to its quota), skipping an open circuit or an account with
         no slot soon; one blocked account thus never stops the others.
         """
         if len(accounts) == 1:
-            return self.enter(provider, accounts[0])
+            return self.enter(provider, accounts[0], calls)
         quotas = [self.policy(provider, a).quota for a in accounts]
         ref = max(quotas) or 1.0
         # Efraimidis-Spirakis: sort by u ** (1/w), a weighted draw without replacement.
@@ -93,7 +97,7 @@ class AccountGate:
         order = [a for _, a in sorted(zip(keys, accounts, strict=True), reverse=True)]
         best: Ticket | None = None
         for account in order:
-            ticket = self.enter(provider, account)
+            ticket = self.enter(provider, account, calls)
             if ticket.defer_s is None:
                 return ticket
             if best is None or ticket.defer_s < (best.defer_s or 0.0):
@@ -101,7 +105,7 @@ class AccountGate:
         assert best is not None
         return best
 
-    def enter(self, provider: str, account: str) -> Ticket:
+    def enter(self, provider: str, account: str, calls: int = 1) -> Ticket:
         """Admit one call, sleeping briefly for its token; or say how long to defer the job."""
         decision = self.circuit.admit(provider, account)
         if decision.admission is Admission.DENY:
@@ -125,7 +129,7 @@ class AccountGate:
             # The slot is at (script time + wait); the script ran after this moment, so
             # measuring lateness from here also counts a slow reply from Redis.
             planned = self._clock()
-            grant = self.limiter.acquire(key, policy, lease_id)
+            grant = self.limiter.acquire(key, policy, lease_id, calls)
             planned += grant.wait_s
             ticket.rate = grant.rate
             if grant.status != GRANTED:

@@ -28,12 +28,14 @@ local function current_rate(stored)
 end
 
 if op == 'acquire' then
-  -- ARGV[3] max_wait_s, ARGV[4] max_in_flight (0 = no cap), ARGV[5] lease_s, ARGV[6] lease id
+  -- ARGV[3] max_wait_s, ARGV[4] max_in_flight (0 = no cap), ARGV[5] lease_s, ARGV[6] lease id,
+  -- ARGV[7] calls the slot covers (a two-sided card sends FRONT then BACK: 2; default 1)
   -- Returns {status, wait_s, rate, start}: status 1 = granted (call after wait_s, at server
   -- time start), 0 = the next token is further than max_wait_s, -1 = too many in flight.
   local max_wait = tonumber(ARGV[3])
   local cap = tonumber(ARGV[4])
   local lease_s = tonumber(ARGV[5])
+  local calls = tonumber(ARGV[7]) or 1
   local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'paused_until')
   local rate = current_rate(h[2])
   local start = math.max(now, tonumber(h[3]) or 0)
@@ -50,7 +52,7 @@ if op == 'acquire' then
     redis.call('EXPIRE', KEYS[2], key_ttl)
   end
   if ceiling > 0 then
-    redis.call('HSET', KEYS[1], 'tat', fmt_up(start + 1 / rate), 'rate', fmt(rate))
+    redis.call('HSET', KEYS[1], 'tat', fmt_up(start + calls / rate), 'rate', fmt(rate))
     redis.call('EXPIRE', KEYS[1], key_ttl)
   end
   return {1, fmt(wait), fmt(rate), fmt(start)}

@@ -108,7 +108,8 @@ class Grant:
 class Limiter(Protocol):
     """Shared per-account limiter state. Keys are ``provider:account``."""
 
-    def acquire(self, key: str, policy: Policy, lease_id: str) -> Grant: ...
+    def acquire(self, key: str, policy: Policy, lease_id: str, calls: int = 1) -> Grant:
+        """A slot worth ``calls`` provider calls: the next one is ``calls / rate`` later."""
 
     def late(self, key: str, policy: Policy, start: float, delta_s: float) -> bool:
         """The slot at ``start`` is used ``delta_s`` late: shift the schedule, or refuse."""
@@ -144,9 +145,16 @@ class RedisLimiter:
     def _run(self, key: str, *args: str | float) -> Any:
         return self._script(keys=self._keys(key), args=list(args))
 
-    def acquire(self, key: str, policy: Policy, lease_id: str) -> Grant:
+    def acquire(self, key: str, policy: Policy, lease_id: str, calls: int = 1) -> Grant:
         status, wait, rate, start = self._run(
-            key, "acquire", policy.ceiling, policy.max_wait_s, policy.max_in_flight, policy.lease_s, lease_id
+            key,
+            "acquire",
+            policy.ceiling,
+            policy.max_wait_s,
+            policy.max_in_flight,
+            policy.lease_s,
+            lease_id,
+            calls,
         )
         return Grant(int(status), float(wait), float(rate), float(start))
 
@@ -200,7 +208,7 @@ class LocalLimiter:
         rate = policy.ceiling if acc.rate is None else min(acc.rate, policy.ceiling)
         return acc, rate
 
-    def acquire(self, key: str, policy: Policy, lease_id: str) -> Grant:
+    def acquire(self, key: str, policy: Policy, lease_id: str, calls: int = 1) -> Grant:
         with self._lock:
             now = self._clock()
             acc, rate = self._get(key, policy)
@@ -216,7 +224,7 @@ class LocalLimiter:
                     return Grant(TOO_MANY, max(0.0, min(acc.leases.values()) - now), rate, start)
                 acc.leases[lease_id] = start + policy.lease_s
             if policy.ceiling > 0:
-                acc.tat = start + 1.0 / rate
+                acc.tat = start + calls / rate
                 acc.rate = rate
             return Grant(GRANTED, wait, rate, start)
 

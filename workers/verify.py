@@ -138,7 +138,10 @@ def _process_claimed(
 
     # call: on one of the provider's accounts, behind its circuit breaker and shared rate
     # limit (may sleep briefly for the token)
-    ticket = rt.gate().enter_any(claimed.provider, list(adapters))
+    # One slot per card, worth every call the card will send (2 for FRONT + BACK): a
+    # two-sided vendor paced per card would get twice its quota.
+    calls = len(planned_sides(next(iter(adapters.values())), request))
+    ticket = rt.gate().enter_any(claimed.provider, list(adapters), max(1, calls))
     if ticket.defer_s is not None:
         reason_class = ErrorClass(ticket.error_class or ErrorClass.THROTTLED)
         metrics.deferred(reason_class.value)
