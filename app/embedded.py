@@ -138,8 +138,11 @@ def processing(settings: Settings, console: Console, *folders: Path) -> Iterator
         return
     with image_gateway(settings, *folders) as gw:
         settings = apply_env({"IDBATCH_GATEWAY_URL": gw.url})
+        # The progress bar goes to stderr: these commands print their result as JSON on
+        # stdout, for scripts to read.
+        progress = Console(stderr=True, force_terminal=console.is_terminal)
         with embedded_stack(settings):
-            yield publish_jobs, lambda batch: wait_for_open_jobs(batch, console)
+            yield publish_jobs, lambda batch: wait_for_open_jobs(batch, progress)
 
 
 def source_folder(batch_id: int) -> list[Path]:

@@ -95,7 +95,7 @@ def test_schedule_commands(stack: Stack) -> None:
     def run(*args: str) -> str:
         result = runner.invoke(cli, list(args))
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout  # the JSON; an embedded run's progress bar goes to stderr
 
     run("schedule", "add", "n1", "--batch", str(parent), "--cron", "0 2 * * *", "--only", "negative")
     bad = runner.invoke(cli, ["schedule", "add", "n2", "--batch", str(parent), "--cron", "nightly"])

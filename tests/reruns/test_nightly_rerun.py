@@ -187,7 +187,7 @@ def test_nightly_rerun_fires_once_with_two_beats_and_drift_lists_exactly_the_cha
                         "-A",
                         "workers.celery_app",
                         "beat",
-                        "--loglevel=INFO",
+                        "--loglevel=DEBUG",  # the schedule task's routine lines are DEBUG
                         "-s",
                         str(tmp_path / f"beat{i}"),
                     ],

@@ -13,11 +13,13 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from db.migrate import upgrade
 from db.models import Batch, Job, JobWarning, Result
 from db.models_events import EventObject
 from db.session import session_scope
@@ -27,7 +29,7 @@ from idbatch.settings import Settings
 from idbatch.storage.s3 import make_client
 from producers.events import EventListener
 from simulator.cards import Identity, RegistryEntry, Truth, make_identity, render
-from tests.conftest import Env, Simulator
+from tests.conftest import Env, Simulator, fresh_database
 from workers.runtime import runtime
 from workers.verify import process_job
 
@@ -142,14 +144,23 @@ def _jobs(batch_ids: list[int]) -> list[Job]:
         return list(session.scalars(select(Job).where(Job.batch_id.in_(batch_ids))))
 
 
+@pytest.fixture
+def own_db() -> Iterator[str]:
+    """A database of this test's own: it counts every batch, ledger row and job there is."""
+    with fresh_database("idbatch_pair") as url:
+        upgrade(url)
+        yield url
+
+
 def test_a_thousand_cards_pair_across_redelivery_a_crash_and_late_backs(
-    s3env: Settings, env: Env, s3: Any, bucket: str, simulator: Simulator
+    s3env: Settings, env: Env, s3: Any, bucket: str, simulator: Simulator, own_db: str
 ) -> None:
     routes = [
         {"prefix": f"{bucket}/ocr/", "provider": "tencent_ocr", "batch": "ocr-flow"},
         {"route": "faceid", "provider": "tencent_faceid", "batch": "faceid-flow"},
     ]
     settings = env(
+        database_url=own_db,
         acedata_base_url=simulator.url,
         events_pair_window_s=WINDOW_S,
         events_routes=json.dumps(routes),
