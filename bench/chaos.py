@@ -320,6 +320,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if postgres_restarts == 0 and progress >= 0.6 and private_pg is not None:
                 private_pg.restart()
                 postgres_restarts += 1
+                # This process's own pool (the bench's polling and the resubmit below) may
+                # hold a connection the restart killed mid-checkout; workers recover by
+                # themselves (their jobs retry), the bench's one-shot submit would not.
+                from db.session import engine
+
+                engine().dispose()
             elif postgres_restarts == 0 and progress >= 0.6:
                 sql(
                     PG_ADMIN,
