@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def figures(run: Run, args: argparse.Namespace, fault_rate: float, budget_s: flo
     wall = end - run.submit_started
     run_s = end - min(firsts) if firsts else 0.0
     stats = run.sim_stats
+    billed_per_card = Counter(c.job_id for c in run.rows["calls"] if c.billable)
     out: dict[str, Any] = {
         "jobs": args.jobs,
         "quota_rps": args.quota,
@@ -69,6 +71,9 @@ def figures(run: Run, args: argparse.Namespace, fault_rate: float, budget_s: flo
         "over_quota_calls": stats.get("over_quota", 0),
         "simulator_calls": stats.get("calls", 0),
         "simulator_billable": stats.get("billable", 0),
+        # what our record says was billed, and the most billed calls any one card made
+        "recorded_billable": sum(1 for c in run.rows["calls"] if c.billable),
+        "max_billable_per_card": max(billed_per_card.values(), default=0),
         "injected_faults": stats.get("injected", 0),
         "cpu_ms_per_job": round(1000 * run.cpu_s / max(1, finished), 2),
         "limiter_events": run.limiter_events,

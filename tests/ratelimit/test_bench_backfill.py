@@ -1,7 +1,8 @@
 """bench/backfill.py, CI-sized: a two-sided backfill with 20 % faults, beside the baseline.
 
 Asserts what the figures mean, not how fast the box is: every card ends terminal, the
-simulator billed exactly FRONT + BACK per card (no side paid twice after the faults), no
+simulator billed FRONT + BACK once per card (no side paid twice after the faults, every
+billed call recorded), no
 call was refused as over quota, and ``bound_s``/``ratio`` are N x sides / Q and wall / bound.
 """
 
@@ -40,7 +41,15 @@ def test_backfill_bench_ci_sized(redis_url: str, pg_url: str) -> None:
     (run,) = out["runs"]
     ours, baseline = run["limiter"], run["baseline"]
     assert ours["all_terminal"] and ours["jobs_finished"] == JOBS, ours
-    assert ours["simulator_billable"] == 2 * JOBS  # FRONT + BACK, once each
+    # FRONT + BACK, once each, for every card that passed; a card may still fail after six
+    # straight 5xx on one side (0.2**6 a call), so the exact figure is not 2 x JOBS every run:
+    # what must hold is that no card paid a side twice and our record explains every billed call
+    # (the manifest reuses a pool of images, so the simulator's duplicate count is no guide here).
+    passed = ours["counts"].get("passed", 0)
+    assert passed >= JOBS - 2, ours["counts"]
+    assert ours["max_billable_per_card"] == 2, ours
+    assert ours["simulator_billable"] == ours["recorded_billable"], ours
+    assert 2 * passed <= ours["simulator_billable"] <= 2 * JOBS, ours
     assert ours["injected_faults"] > 0 and ours["simulator_calls"] > 2 * JOBS
     assert ours["over_quota_calls"] == 0, ours
     assert ours["bound_s"] == 2 * JOBS / QUOTA
