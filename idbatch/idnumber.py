@@ -14,6 +14,9 @@ from stdnum.cn import ric
 
 from idbatch.domain import Warn, WarningCode, WarningSource
 
+# Full-width digits and X, as CJK input methods type them: the same characters, read as ASCII.
+_FULL_WIDTH = str.maketrans({chr(0xFF10 + i): str(i) for i in range(10)} | {"\uff38": "X", "\uff58": "x"})
+
 # Second-generation cards (from 2004) were issued to the living: nobody born before 1900.
 EARLIEST_BIRTH_YEAR = 1900
 
@@ -32,8 +35,12 @@ def normalize(number: str) -> str:
 
 def check(number: str) -> str:
     """Return the compact number or raise IdNumberError saying precisely what is wrong."""
+    if not number.isascii():
+        number = number.translate(_FULL_WIDTH)
     # The common case (18 plain characters) skips stdnum's per-character clean-up.
     compact = number.upper() if len(number) == 18 and number.isalnum() else normalize(number)
+    if not compact.isascii():  # str.isdigit() also takes other scripts' digits, which int() reads
+        raise IdNumberError(WarningCode.ID_FORMAT_INVALID, "contains characters other than digits and X")
     if len(compact) != 18 or not compact[:17].isdigit() or not (compact[17].isdigit() or compact[17] == "X"):
         raise IdNumberError(WarningCode.ID_FORMAT_INVALID, "must be 17 digits followed by a digit or X")
     try:

@@ -59,3 +59,15 @@ def test_printed_sex_and_birth_are_cross_checked() -> None:
     assert local_warnings(number, "男", dt.date(1980, 5, 17)) == []
     codes = {w.code for w in local_warnings(number, "女", dt.date(1980, 5, 18))}
     assert codes == {WarningCode.SEX_MISMATCH_ID, WarningCode.BIRTH_MISMATCH_ID}
+
+
+def test_full_width_digits_and_x_read_as_ascii_and_other_scripts_digits_are_named() -> None:
+    rng = random.Random(11)
+    number = make_id_number(rng, dt.date(1980, 5, 17), True)
+    full_width = "".join(chr(0xFF10 + int(c)) if c.isdigit() else "\uff38" for c in number)
+    assert check(full_width) == number  # what a CJK input method types is the same number
+    arabic_indic = "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in number)
+    with pytest.raises(IdNumberError) as err:
+        check(arabic_indic)  # str.isdigit() is true for these, int() reads them: still not an ID number
+    assert err.value.code == WarningCode.ID_FORMAT_INVALID
+    assert "other than digits" in str(err.value)
