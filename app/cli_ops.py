@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -29,6 +29,9 @@ from rich.table import Table
 from app.cli_common import app, console, require_batch
 from idbatch.domain import BatchState
 from idbatch.pii import scrub
+
+if TYPE_CHECKING:
+    from db.ops import BatchLine
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -79,6 +82,55 @@ def watch(batch: int, timeout_s: float | None, max_failed_percent: float) -> Non
 STATES = [s.value for s in BatchState]
 
 
+def short_count(n: int) -> str:
+    """A count in at most 5 characters: exact below 100,000, then 123k / 1.23M (exact in --json)."""
+    if n < 100_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n // 1000}k"
+    if n < 100_000_000:
+        return f"{n / 1_000_000:.2f}".rstrip("0").rstrip(".") + "M"
+    return f"{n // 1_000_000}M"
+
+
+def batches_table(lines: list[BatchLine]) -> Table:
+    """The batches as a table that fits 80 columns even for million-card batches.
+
+    Why: counts of a backfill run to seven digits and seven such columns overflowed 80
+    columns (rich then cuts cells to "…"); the provider, full timestamps and exact counts
+    are in ``--json``.
+    """
+    table = Table(title="Recent batches", box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
+    for col, justify in (
+        ("id", "right"),
+        ("kind", "left"),
+        ("state", "left"),
+        ("created UTC", "left"),
+        ("rows", "right"),
+        ("pass", "right"),
+        ("neg", "right"),
+        ("rej", "right"),
+        ("fail", "right"),
+        ("open", "right"),
+        ("done", "right"),
+    ):
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for b in lines:
+        c = b.counts
+        state_text = "finished" if b.finished and b.state == "active" else b.state
+        table.add_row(
+            str(b.id),
+            b.kind,
+            state_text,
+            b.created_at.replace("T", " ")[5:16],
+            short_count(b.total_rows),
+            *(short_count(c.get(s, 0)) for s in ("passed", "negative", "rejected", "failed")),
+            short_count(sum(c.values()) - b.terminal),
+            f"{100 * b.progress:.1f}%",
+        )
+    return table
+
+
 @app.command(
     epilog="Examples:\n\n  idbatch batches\n\n  idbatch batches --limit 50 --state active --json",
 )
@@ -105,36 +157,7 @@ def batches(
     if not lines:
         console.print("no batches yet")
         return
-    # fits 80 columns; the provider and full timestamps are in --json
-    table = Table(title="Recent batches", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-    for col, justify in (
-        ("id", "right"),
-        ("kind", "left"),
-        ("state", "left"),
-        ("created UTC", "left"),
-        ("rows", "right"),
-        ("pass", "right"),
-        ("neg", "right"),
-        ("rej", "right"),
-        ("fail", "right"),
-        ("open", "right"),
-        ("done", "right"),
-    ):
-        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for b in lines:
-        c = b.counts
-        state_text = "finished" if b.finished and b.state == "active" else b.state
-        table.add_row(
-            str(b.id),
-            b.kind,
-            state_text,
-            b.created_at.replace("T", " ")[5:16],
-            str(b.total_rows),
-            *(str(c.get(s, 0)) for s in ("passed", "negative", "rejected", "failed")),
-            str(sum(c.values()) - b.terminal),
-            f"{100 * b.progress:.1f}%",
-        )
-    console.print(table)
+    console.print(batches_table(lines))
 
 
 @contextmanager

@@ -187,3 +187,34 @@ def test_a_tenant_webhook_url_inside_the_network_is_refused_at_add(db: None) -> 
     code, out = run("tenants", "add", "acme", "--webhook-url", "http://169.254.169.254/hook")
     assert code == 2 and "webhook URL refused" in out
     assert run("tenants", "list")[1].count("acme") == 0  # nothing was created
+
+
+def test_the_batches_table_fits_80_columns_for_million_card_batches() -> None:
+    from rich.console import Console
+
+    from app.cli_ops import batches_table, short_count
+    from db.ops import BatchLine
+
+    assert [short_count(n) for n in (0, 99_999, 100_000, 999_999, 1_234_567, 20_000_000, 123_456_789)] == [
+        "0", "99999", "100k", "999k", "1.23M", "20M", "123M"
+    ]  # fmt: skip
+    big = {"passed": 1_234_567, "negative": 654_321, "rejected": 12_345, "failed": 1_234, "queued": 2_000_000}
+    lines = [
+        BatchLine(
+            id=9_999_999 - i,
+            kind=kind,
+            state="cancelled",
+            provider="tencent_faceid",
+            created_at="2026-12-01T09:40:12.123456",
+            total_rows=3_902_467,
+            counts=big,
+            terminal=1_902_467,
+            finished=False,
+        )
+        for i, kind in enumerate(("backfill", "rerun", "adhoc", "events"))
+    ]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(batches_table(lines))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80, text
+    assert "1.23M" in text and "cancelled" in text and "backfill" in text and "48.8%" in text
