@@ -19,6 +19,7 @@ from app.cli_common import (
     embedded,
     parse_config,
     require_batch,
+    require_free_port,
     require_schema,
 )
 from idbatch.domain import BatchKind
@@ -323,6 +324,7 @@ def simulator(
     from simulator.cards import load_registry
     from simulator.state import SimState
 
+    require_free_port(host, port)
     quotas = {k: float(v) for k, v in (q.split("=", 1) for q in quota or [])}
     state = SimState(registry=load_registry(registry) if registry else {}, quotas=quotas)
     state.faults.update(dict(f.split("=", 1) for f in fault or []))
@@ -343,6 +345,7 @@ def gateway(
     if not settings.image_roots:
         console.print("[red]set IDBATCH_IMAGE_ROOTS[/red] (JSON list): the gateway serves only files there")
         raise typer.Exit(2)
+    require_free_port(host, port)
     secret = settings.gateway_secret.get_secret_value().encode()
     app_ = create_app(secret, settings.image_roots)
     uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)

@@ -87,6 +87,24 @@ def require_batch(batch_id: int) -> None:
         raise typer.Exit(2)
 
 
+def require_free_port(host: str, port: int, option: str = "--port") -> None:
+    """Exit 2 with one line when ``host:port`` cannot be bound (taken, or not an address here).
+
+    Why: uvicorn logs the bind error and exits 3, which reads as a crash; the usual cause is
+    a second copy of the same server, and the fix is another ``--port``. (A port taken
+    between this check and uvicorn's bind still gets uvicorn's own exit.)
+    """
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is free
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            console.print(f"[red]cannot listen on {host}:{port}[/red]: {exc.strerror}; pass another {option}")
+            raise typer.Exit(2) from None
+
+
 def parse_config(config: str | None) -> dict[str, Any]:
     if not config:
         return {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -31,3 +33,18 @@ def test_an_unknown_provider_is_exit_2(env: Env) -> None:
 def test_version(env: Env) -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("idbatch ")
+
+
+@pytest.mark.parametrize("command", ["simulator", "gateway"])
+def test_a_taken_port_is_exit_2_in_one_line(env: Env, command: str, tmp_path: Path) -> None:
+    import socket
+
+    env(image_roots=f'["{tmp_path}"]')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, [command, "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "pass another --port" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
