@@ -9,6 +9,7 @@ Error mapping (botocore → ours)::
 
     ClientError 404 / NoSuchKey / NoSuchBucket / NotFound   ObjectMissing
     ClientError 403 / AccessDenied                          ObjectMissing (we may not read it)
+    NoCredentialsError, PartialCredentialsError             ObjectMissing (no retry brings them)
     ClientError 5xx, SlowDown, Throttling*, RequestTimeout  StorageUnavailable
     BotoCoreError (connection, read timeout, ...)          StorageUnavailable
     any other ClientError                                   ObjectMissing
@@ -47,7 +48,7 @@ def s3_url(bucket: str, key: str) -> str:
 
 def map_error(exc: Exception, what: str) -> StorageError:
     """The single place botocore failures become our classes (table in the module docstring)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -58,6 +59,13 @@ def map_error(exc: Exception, what: str) -> StorageError:
         if status == 403 or code == "AccessDenied":
             return ObjectMissing(f"access denied: {what}")
         return ObjectMissing(f"object not found: {what}" if status in (404, 0) else f"S3 {code}: {what}")
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        # A deployment without credentials: six backed-off retries per card would only delay
+        # the same answer. The card is rejected naming the cause; `retry-failed` after the fix.
+        return ObjectMissing(
+            f"no AWS credentials to read {what} "
+            "(set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role)"
+        )
     if isinstance(exc, BotoCoreError):
         return StorageUnavailable(f"S3 unreachable ({type(exc).__name__}) for {what}")
     return StorageUnavailable(f"S3 failure ({type(exc).__name__}) for {what}")
