@@ -80,13 +80,15 @@ class RowError:
 
 
 MAX_LINE_BYTES = 1024 * 1024  # a manifest line is ~200 bytes; a 200 MB "line" is an attack
+REF_PREFIX_BYTES = 4096  # of an over-long line, kept to read its external_ref
 
 
-def _bounded_lines(stream: BinaryIO | Iterable[bytes], overlong: list[int]) -> Iterator[bytes]:
+def _bounded_lines(stream: BinaryIO | Iterable[bytes], overlong: list[tuple[int, bytes]]) -> Iterator[bytes]:
     """The stream's lines, never holding more than MAX_LINE_BYTES of one line in memory.
 
     An over-long line is read through and dropped; it is yielded as an empty line and its
-    position noted in ``overlong`` so that the reader can reject that row with the reason.
+    position noted in ``overlong`` (with its first bytes, where its external_ref may still be
+    read) so that the reader can reject that row with the reason and the caller's reference.
     """
     readline = getattr(stream, "readline", None)
     if readline is None:
@@ -101,7 +103,7 @@ def _bounded_lines(stream: BinaryIO | Iterable[bytes], overlong: list[int]) -> I
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             while (rest := readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
                 pass
-            overlong.append(number)
+            overlong.append((number, raw[:REF_PREFIX_BYTES]))
             yield b"\n"
             continue
         yield raw
@@ -165,7 +167,7 @@ def read_manifest(
     """Yield one ManifestRow or RowError per data row, in order."""
     seen: list[str] = []
     record_lines: list[str] = []
-    overlong: list[int] = []
+    overlong: list[tuple[int, bytes]] = []
     lines = _decode_lines(_bounded_lines(stream, overlong), encoding, seen, record_lines)
     reader = csv.reader(lines, strict=True)
     try:
@@ -193,6 +195,7 @@ def read_manifest(
         raise ManifestError(f"header names column(s) {', '.join(twice)} more than once")
     index = {name: columns.index(name) for name in (*REQUIRED, *OPTIONAL) if name in columns}
     row_number = 0
+    base = 0  # physical lines read by the readers before this one (see the recovery below)
     while True:
         seen.clear()
         record_lines.clear()
@@ -202,33 +205,52 @@ def read_manifest(
             return
         except csv.Error as exc:
             row_number += 1
+            first = base + reader.line_num - len(record_lines) + 1  # the record's first line
             yield RowError(
                 row_number,
-                reader.line_num,
-                f"row {row_number} (line {reader.line_num}): malformed CSV: {exc}",
+                first,
+                f"row {row_number} (line {first}): malformed CSV: {exc}",
                 external_ref=_readable_ref(record_lines, index["external_ref"]),
             )
+            if len(record_lines) > 1:
+                # An unterminated quote swallows every line after it into one field, to the
+                # end of the file or the field limit: only its first line is the bad row. The
+                # lines after it are read again as rows of their own, so none is lost.
+                base = first
+                again = list(record_lines[1:])
+                reader = csv.reader(_replayed(again, lines, record_lines), strict=True)
             continue
         row_number += 1
-        if overlong and overlong[-1] == reader.line_num:
-            where = f"row {row_number} (line {reader.line_num})"
-            yield RowError(row_number, reader.line_num, f"{where}: line longer than {MAX_LINE_BYTES} bytes")
+        line = base + reader.line_num
+        if overlong and overlong[-1][0] == line:
+            yield RowError(
+                row_number,
+                line,
+                f"row {row_number} (line {line}): line longer than {MAX_LINE_BYTES} bytes",
+                external_ref=_readable_ref([decode_line(overlong[-1][1])[0]], index["external_ref"]),
+            )
             continue
         if not values or all(not v.strip() for v in values):
-            yield RowError(
-                row_number, reader.line_num, f"row {row_number} (line {reader.line_num}): empty row"
-            )
+            yield RowError(row_number, line, f"row {row_number} (line {line}): empty row")
             continue
         yield _validate(
             values,
             columns,
             index,
             row_number,
-            reader.line_num,
+            line,
             "gb18030" if "gb18030" in seen else (encoding or "utf-8"),
             allowed_private_hosts or [],
             s3_allowed,
         )
+
+
+def _replayed(again: list[str], rest: Iterator[str], record_lines: list[str]) -> Iterator[str]:
+    """Lines already read once (``again``), then the rest of the file; each noted as read."""
+    for text in again:
+        record_lines.append(text)
+        yield text
+    yield from rest  # _decode_lines notes these itself
 
 
 def _readable_ref(lines: list[str], column: int) -> str | None:

@@ -95,6 +95,46 @@ def test_unterminated_quote_at_end_is_one_rejected_row() -> None:
     assert isinstance(out[1], RowError) and "malformed CSV" in out[1].reason
 
 
+def test_an_unterminated_quote_mid_file_loses_no_row_after_it() -> None:
+    """The quote swallows the rest of the file into one field: only its own line is the bad
+    row, every line after it is read again as its own row, and each keeps its reference."""
+    data = (
+        HEADER
+        + f"R1,a.jpg,,张三,{ID1}\n"
+        + 'R2,"b.jpg,,x,y\n'
+        + f'R3,c.jpg,,"李\n四",{ID2}\n'  # a legitimate quoted field over two lines
+        + 'R4,"d.jpg,,x,y\n'
+        + f"R5,e.jpg,,王五,{ID1}\n"
+    ).encode()
+    out = rows(data)
+    assert [(type(r).__name__, r.external_ref, r.row_number) for r in out] == [
+        ("ManifestRow", "R1", 1),
+        ("RowError", "R2", 2),
+        ("ManifestRow", "R3", 3),
+        ("RowError", "R4", 4),
+        ("ManifestRow", "R5", 5),
+    ]
+    bad = [r for r in out if isinstance(r, RowError)]
+    assert [r.line for r in bad] == [3, 6] and all("malformed CSV" in r.reason for r in bad)
+    assert "(line 3)" in bad[0].reason and "(line 6)" in bad[1].reason
+    r3 = out[2]
+    assert isinstance(r3, ManifestRow) and r3.name == "李\n四"
+
+
+def test_an_over_long_line_keeps_its_reference() -> None:
+    from producers.csv_manifest import MAX_LINE_BYTES
+
+    long_row = "R2,b.jpg,," + "y" * (MAX_LINE_BYTES + 5) + ",\n"
+    data = (HEADER + "R1,a.jpg,,x,\n" + long_row + "R3,c.jpg,,z,\n").encode()
+    out = rows(data)
+    assert [(type(r).__name__, r.external_ref) for r in out] == [
+        ("ManifestRow", "R1"),
+        ("RowError", "R2"),
+        ("ManifestRow", "R3"),
+    ]
+    assert isinstance(out[1], RowError) and f"longer than {MAX_LINE_BYTES} bytes" in out[1].reason
+
+
 def test_header_problems_refuse_the_manifest() -> None:
     with pytest.raises(ManifestError, match="front_image"):
         rows(b"external_ref,name\nA,b\n")
