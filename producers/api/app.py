@@ -37,16 +37,8 @@ from idbatch.logging import get_logger
 from idbatch.settings import Settings, get_settings
 from producers.api.cards import CardIn, ref_of
 from producers.api.fastpath import SingleCardFastPath, add_problem_handlers
-from producers.api.http import (
-    AuthCache,
-    BodyLimit,
-    HTTPProblem,
-    Quotas,
-    idempotent,
-    principal_of,
-    problem_responses,
-    require,
-)
+from producers.api.gate import Gate, principal_of
+from producers.api.http import BodyLimit, HTTPProblem, idempotent, problem_responses, require
 from producers.api.linger import LingeringPublisher
 from producers.api.lookup import add_lookup
 from producers.api.schemas import (
@@ -92,8 +84,7 @@ def _refused(exc: Refused) -> HTTPProblem:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    quotas = Quotas(settings)
-    auth_cache = AuthCache(settings.api_auth_cache_s)
+    gate = Gate.for_settings(settings)
     publisher: Publisher = (
         LingeringPublisher(settings.api_publish_linger_ms / 1000)
         if settings.api_publish_linger_ms > 0
@@ -129,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_problem_handlers(app)
 
     def auth(request: Request, scope: str) -> Any:
-        principal = principal_of(request, quotas, auth_cache)
+        principal = principal_of(request.headers.get("authorization", ""), gate)
         require(principal, scope)
         return principal
 

@@ -1,11 +1,8 @@
-"""HTTP plumbing of the API: RFC 9457 problems, auth, per-tenant quotas, body limits, Idempotency-Key.
+"""HTTP plumbing of the API: RFC 9457 problems, body limits, Idempotency-Key.
 
 - Errors are ``application/problem+json`` (RFC 9457) with ``type``, ``title``, ``status``,
   ``detail`` and, for refused cards, ``errors`` naming each card and field.
-- Auth is ``Authorization: Bearer idb_…``; an unknown, malformed or revoked key is 401.
-- Quota: a token bucket per tenant *per API process* (``api_quota_per_s``, burst
-  ``api_quota_burst``, or the tenant's own ``quota_per_s``); over it is 429 with
-  ``Retry-After``. N API processes allow N times the rate (README says so).
+- Auth (401) and per-tenant quotas (429 with ``Retry-After``): ``producers.api.gate``.
 - Body limit: a declared ``Content-Length`` over ``api_max_body_bytes`` is 413 before a
   byte is read; a chunked body is counted as it streams and cut off at the limit.
 - Idempotency-Key (IETF httpapi draft): the key is kept per tenant for
@@ -16,11 +13,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +24,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.tenants import (
     Principal,
-    authenticate,
     claim_idempotency_key,
     complete_idempotency_key,
     release_idempotency_key,
@@ -123,104 +115,6 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         c: {"description": titles.get(c, "Problem"), "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}}
         for c in codes
     }
-
-
-class _Bucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, time.monotonic()
-
-    def take(self) -> float:
-        """0 if a request may go now, else the seconds until it may."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
-class Quotas:
-    """Per-tenant token buckets of this process."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._buckets: dict[int, _Bucket] = {}
-        self._lock = threading.Lock()
-
-    def check(self, principal: Principal) -> None:
-        rate = principal.quota_per_s if principal.quota_per_s is not None else self._settings.api_quota_per_s
-        if rate <= 0:
-            return
-        with self._lock:
-            bucket = self._buckets.get(principal.tenant_id)
-            if bucket is None or bucket.rate != rate:
-                bucket = self._buckets[principal.tenant_id] = _Bucket(
-                    rate, max(self._settings.api_quota_burst, 1)
-                )
-            wait = bucket.take()
-        if wait > 0:
-            raise HTTPProblem(
-                429,
-                "Too many requests",
-                f"over this tenant's quota of {rate:g} requests/s",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-
-
-class AuthCache:
-    """Verified API keys of this process, each for ``ttl_s``: one DB round trip per key per TTL.
-
-    Looking a key up costs a transaction per request (an eighth of a single card's CPU).
-    Only successes are remembered, keyed by the sha256 of the whole presented token, so a
-    wrong secret never matches a remembered key. The price is bounded staleness: a key
-    revoked (or a tenant's scopes, quota, buckets changed) in the database takes effect
-    in this process within ``ttl_s`` (``api_auth_cache_s``, default 2 s; 0 turns it off).
-    ``clock`` is injectable so the tests can move time instead of sleeping.
-    """
-
-    MAX_ENTRIES = 10_000  # a bound, not an LRU: past it the cache starts over
-
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s, self._clock = ttl_s, clock
-        self._entries: dict[bytes, tuple[Principal, float]] = {}
-        self._lock = threading.Lock()
-
-    def lookup(self, token: str, load: Callable[[str], Principal | None] = authenticate) -> Principal | None:
-        if self.ttl_s <= 0:
-            return load(token)
-        digest = hashlib.sha256(token.encode()).digest()
-        now = self._clock()
-        hit = self._entries.get(digest)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        found = load(token)
-        with self._lock:
-            if found is None:
-                self._entries.pop(digest, None)
-            else:
-                if len(self._entries) >= self.MAX_ENTRIES:
-                    self._entries.clear()
-                self._entries[digest] = (found, now + self.ttl_s)
-        return found
-
-
-def principal_of(request: Request, quotas: Quotas | None = None, cache: AuthCache | None = None) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    found = None
-    if scheme.lower() == "bearer" and token:
-        found = cache.lookup(token.strip()) if cache is not None else authenticate(token.strip())
-    if found is None:
-        raise HTTPProblem(
-            401,
-            "Unauthorized",
-            "a valid API key is required (Authorization: Bearer idb_…)",
-            headers={"WWW-Authenticate": 'Bearer realm="idbatch"'},
-        )
-    if quotas is not None:
-        quotas.check(found)
-    return found
 
 
 def require(principal: Principal, scope: str) -> None:

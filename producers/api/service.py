@@ -2,9 +2,10 @@
 
 Everything goes through ``producers.submit.ingest_rows`` (the CSV and S3 producers' ingest:
 storable-row checks, COPY on Postgres, the reference idempotency key, publish after
-commit). A single verification is an ``adhoc`` batch of one job: jobs inherit the tenant
-through their batch, and the batch's ``finished_at`` (stamped by the sweeper) is what a
-``verification.finished`` webhook is derived from.
+commit). A batch request makes a batch of kind ``api``; a single verification is an
+``adhoc`` batch of one job: jobs inherit the tenant through their batch, and the batch's
+``finished_at`` (stamped by the sweeper) is what a ``verification.finished`` webhook is
+derived from.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def submit_cards(
     batch_id = create_tenant_batch(
         principal.tenant_id,
         source=batch_source(settings, principal.tenant),
-        kind=BatchKind.ADHOC,
+        kind=BatchKind.API,
         provider=chosen,
         config=config,
         callback_url=callback,
@@ -223,7 +224,7 @@ def submit_manifest_ref(
     batch_id = create_tenant_batch(
         principal.tenant_id,
         source=url,
-        kind=BatchKind.ADHOC,
+        kind=BatchKind.API,
         provider=chosen,
         config=config,
         callback_url=callback,
