@@ -264,6 +264,9 @@ class Settings(BaseSettings):
     # POST /v1/verifications answered by producers.api.fastpath (same checks, without
     # FastAPI's per-request machinery); false = through the FastAPI route.
     api_fast_path: bool = True
+    # The API process's young-generation GC threshold (gc.set_threshold's first value);
+    # 0 keeps Python's 700. See producers.api.app's lifespan for why.
+    api_gc_young: int = Field(default=20000, ge=0)
 
     # --- Reruns, schedules, export, billing (issue 15) ---
     # How often beat asks Postgres for due schedule slots; a slot fires once whatever

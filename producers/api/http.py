@@ -8,7 +8,9 @@
 - Idempotency-Key (IETF httpapi draft): the key is kept per tenant for
   ``api_idempotency_ttl_s``; the same key and body replay the stored first response
   (``Idempotent-Replayed: true``), the same key with another body is 422, a request while
-  the first is still running is 409. A 5xx is not stored: the retry runs afresh.
+  the first is still running is 409 (a single card's twin waits for the first's commit
+  and replays it: the key is taken in the card's transaction). A 5xx is not stored: the
+  retry runs afresh.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from db.api_writes import KeyClaim, KeyTaken
 from db.tenants import (
+    KeyState,
     Principal,
     claim_idempotency_key,
     complete_idempotency_key,
@@ -122,32 +126,8 @@ def require(principal: Principal, scope: str) -> None:
         raise HTTPProblem(403, "Forbidden", f"this key lacks the {scope!r} scope")
 
 
-def idempotent(
-    request: Request,
-    principal: Principal,
-    body: Any,
-    settings: Settings,
-    handle: Callable[[int | None], tuple[int, dict[str, Any]]],
-    *,
-    stores_itself: bool = False,
-) -> JSONResponse:
-    """Run ``handle`` once per (tenant, Idempotency-Key); store and replay its answer.
-
-    ``handle`` gets the key's record id; with ``stores_itself`` it writes its 2xx answer
-    into that record in its own transaction (a single card does: atomic with the job).
-    """
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        status, payload = handle(None)
-        return JSONResponse(payload, status_code=status)
-    if not 1 <= len(key) <= 255:
-        raise HTTPProblem(400, "Bad request", "Idempotency-Key must be 1 to 255 characters")
-    state = claim_idempotency_key(
-        principal.tenant_id,
-        key,
-        fingerprint(request.method, request.url.path, body),
-        settings.api_idempotency_ttl_s,
-    )
+def _settled(state: KeyState) -> JSONResponse | None:
+    """The answer a key's earlier request decides (replay, 409, 422), or None if ``claimed``."""
     if state.outcome == "mismatch":
         raise HTTPProblem(
             422, "Idempotency key reused", "this Idempotency-Key was used with another request body"
@@ -163,8 +143,54 @@ def idempotent(
             media_type=media,
             headers={"Idempotent-Replayed": "true"},
         )
+    return None
+
+
+def idempotent(
+    request: Request,
+    principal: Principal,
+    body: Any,
+    settings: Settings,
+    handle: Callable[[Any], tuple[int, dict[str, Any]]],
+    *,
+    stores_itself: bool = False,
+) -> JSONResponse:
+    """Run ``handle`` once per (tenant, Idempotency-Key); store and replay its answer.
+
+    ``handle`` gets the key's record id. With ``stores_itself`` (a single card) it first
+    gets a ``KeyClaim`` and takes the key inside its own write's transaction, answered
+    (one transaction for key and card); if the key is taken (``KeyTaken``, the write rolled
+    back) the key's record decides as usual, and a record gone meanwhile is claimed and
+    ``handle`` runs again with its id. A refusal before any write (4xx) is then stored
+    under the key like any other answer.
+    """
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        status, payload = handle(None)
+        return JSONResponse(payload, status_code=status)
+    if not 1 <= len(key) <= 255:
+        raise HTTPProblem(400, "Bad request", "Idempotency-Key must be 1 to 255 characters")
+    print_ = fingerprint(request.method, request.url.path, body)
+    ttl = settings.api_idempotency_ttl_s
+    refused: HTTPProblem | None = None
+    if stores_itself:
+        try:
+            status, payload = handle(KeyClaim(principal.tenant_id, key, print_, ttl))
+            return JSONResponse(payload, status_code=status)
+        except KeyTaken:
+            pass  # the key's record answers below
+        except HTTPProblem as exc:
+            if exc.status in (409, 429) or exc.status >= 500:
+                raise
+            refused = exc  # stored under the key below, unless the key answers otherwise
+    state = claim_idempotency_key(principal.tenant_id, key, print_, ttl)
+    settled = _settled(state)
+    if settled is not None:
+        return settled
     assert state.record_id is not None
     try:
+        if refused is not None:
+            raise refused
         status, payload = handle(state.record_id)
     except HTTPProblem as exc:
         if exc.status in (409, 429) or exc.status >= 500:
