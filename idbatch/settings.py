@@ -260,7 +260,7 @@ class Settings(BaseSettings):
     # Single-card submissions publish their job ids coalesced: one fan-out message per
     # this many milliseconds per API process instead of one message per card. 0 = publish
     # each card's message right after its commit.
-    api_publish_linger_ms: float = Field(default=20.0, ge=0)
+    api_publish_linger_ms: float = Field(default=50.0, ge=0)
     # POST /v1/verifications answered by producers.api.fastpath (same checks, without
     # FastAPI's per-request machinery); false = through the FastAPI route.
     api_fast_path: bool = True
