@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import inspect
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -105,12 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # under load) walks only what requests allocate.
         gc.collect()
         gc.freeze()
-        # A young collection every 700 allocations (the default) runs every request or two,
-        # so whatever is in flight survives into the older generations and dies there, and
-        # only a full collection reclaims it: measured under load (gc.callbacks), 5 full
-        # collections in one 10 s run took 1.0 s of wall time, one of them 713 ms. With a
-        # young generation of api_gc_young objects, in-flight requests mostly finish
-        # before their first collection and their garbage is reclaimed young.
+        # Young collections every 700 allocations promote in-flight requests to the old
+        # generations, where only full collections (~75 ms CPU under load) reclaim them.
+        # A larger young generation halves the collections' CPU (docs/api.md).
         if settings.api_gc_young > 0:
             gc.set_threshold(settings.api_gc_young, *gc.get_threshold()[1:])
         try:
@@ -119,11 +117,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if isinstance(publisher, LingeringPublisher):
                 publisher.close()
 
+    # Recent FastAPI asks OpenTelemetry per request whether it is configured (2.5 % of a
+    # single card's samples); the API does not trace.
+    quiet: dict[str, Any] = {}
+    if not settings.otel_enabled and "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        quiet["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(
         title="idbatch",
         version="1",
         description="Bulk ID-card verification for other services.",
         lifespan=lifespan,
+        **quiet,
     )
 
     add_problem_handlers(app)
