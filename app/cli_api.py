@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,6 +48,12 @@ def api(
         )
         raise typer.Exit(2)
     require_schema(settings.database_url)
+    extra: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        # With --workers the supervisor kills a worker that does not answer its ping in
+        # 5 s, dropping its connections; on a saturated box a healthy worker can be that
+        # late (seen: a bench's connection closed under load average 15).
+        extra["timeout_worker_healthcheck"] = 30
     uvicorn.run(
         "producers.api.app:asgi",
         factory=True,
@@ -57,6 +64,7 @@ def api(
         access_log=False,
         timeout_keep_alive=30,
         backlog=2048,
+        **extra,
     )
 
 

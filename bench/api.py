@@ -291,12 +291,15 @@ def main() -> None:
         upgrade(db)
         _, key, _ = create_tenant("bench")
         port = free_port()
+        # The API's stderr goes to a file (a pipe nobody reads would block it once full)
+        # and its tail is shown if the run fails.
+        api_log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in the finally below
         api = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "api", "--port", str(port), "--workers", str(args.api_workers)],
             cwd=ROOT,
             env=dict(os.environ),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=api_log,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -316,9 +319,14 @@ def main() -> None:
             out["single_client_cpu_ms"] = round(1000 * (time.process_time() - cpu0) / n, 2)
             out["single_api_cpu_ms"] = round(1000 * (cpu_seconds(api.pid) - api0) / n, 2)
             out |= batches(url, key, args.batches, args.batch_size)
+        except BaseException:
+            api_log.seek(0)
+            print(api_log.read()[-4000:], file=sys.stderr)
+            raise
         finally:
             api.terminate()
             api.wait(30)
+            api_log.close()
         out |= csv_path(args.batches, args.batch_size)
         out["batch_vs_csv"] = round(out["batch_cards_per_s"] / max(out["csv_cards_per_s"], 1e-9), 3)
         out["targets"] = {

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.orm import Session
 
+from db.api_shared import bump_auth_epoch
 from db.models import Batch, utcnow
 from db.models_api import ApiKey, BatchCallback, IdempotencyRecord, Tenant
 from db.session import engine, session_scope
@@ -102,7 +103,9 @@ def add_key(tenant: str, scopes: tuple[str, ...]) -> str:
 def revoke_key(key_id: str) -> bool:
     """Revoke a key by its id (the part after ``idb_``).
 
-    API processes cache verified keys, so its requests answer 401 within ``api_auth_cache_s``.
+    API processes cache verified keys; after the commit the shared revocation epoch is
+    bumped (``db.api_shared``), so the key's very next request in any API process is 401.
+    Without Redis (or if the bump fails) it is 401 within ``api_auth_cache_s``.
     """
     key_id = key_id.removeprefix("idb_").split("_", 1)[0]
     with session_scope() as session:
@@ -111,7 +114,10 @@ def revoke_key(key_id: str) -> bool:
             .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
-        return bool(res.rowcount)  # type: ignore[attr-defined]
+        revoked = bool(res.rowcount)  # type: ignore[attr-defined]
+    if revoked:
+        bump_auth_epoch()
+    return revoked
 
 
 def list_tenants() -> list[dict[str, Any]]:

@@ -17,8 +17,9 @@ from typing import Any
 class BatchKind(StrEnum):
     BACKFILL = "backfill"
     RERUN = "rerun"
-    ADHOC = "adhoc"
+    ADHOC = "adhoc"  # one card: POST /v1/verifications, the Celery entry
     EVENTS = "events"
+    API = "api"  # many cards in one request: POST /v1/batches (inline, NDJSON, manifest ref)
 
 
 class BatchState(StrEnum):

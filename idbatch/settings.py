@@ -234,7 +234,7 @@ class Settings(BaseSettings):
     api_threads: int = Field(default=8, ge=1)  # requests handled at once per process (DB work)
     api_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # whole request body
     api_max_cards: int = Field(default=10000, ge=1)  # cards in one POST /v1/batches
-    api_quota_per_s: float = Field(default=50.0, ge=0)  # requests/s per tenant, per process; 0 = off
+    api_quota_per_s: float = Field(default=50.0, ge=0)  # requests/s per tenant (all API processes); 0 = off
     api_quota_burst: float = Field(default=100.0, ge=1)
     api_idempotency_ttl_s: float = Field(default=86400.0, ge=1)  # how long an Idempotency-Key is kept
     api_wait_max_s: float = Field(default=30.0, ge=0)  # longest ?wait= of GET /v1/verifications/{id}
@@ -250,13 +250,23 @@ class Settings(BaseSettings):
     # A verified API key is remembered per API process for this long: a revoked key (or
     # changed scopes/quota) takes effect within it. 0 = look the key up on every request.
     api_auth_cache_s: float = Field(default=2.0, ge=0)
+    # Redis holding what all API processes share (db.api_shared): the key-revocation epoch
+    # (a revoked key is refused by the very next request in every process) and the
+    # per-tenant quota buckets. Default: ratelimit_url, else the broker URL when it is
+    # Redis; "off" (or no Redis) = per process (revocation within api_auth_cache_s).
+    # Keys live under api_shared_prefix (default "idbatch:api:<queue>": one deployment).
+    api_shared_url: str = ""
+    api_shared_prefix: str = ""
     # Single-card submissions publish their job ids coalesced: one fan-out message per
     # this many milliseconds per API process instead of one message per card. 0 = publish
     # each card's message right after its commit.
-    api_publish_linger_ms: float = Field(default=20.0, ge=0)
+    api_publish_linger_ms: float = Field(default=50.0, ge=0)
     # POST /v1/verifications answered by producers.api.fastpath (same checks, without
     # FastAPI's per-request machinery); false = through the FastAPI route.
     api_fast_path: bool = True
+    # The API process's young-generation GC threshold (gc.set_threshold's first value);
+    # 0 keeps Python's 700. See producers.api.app's lifespan for why.
+    api_gc_young: int = Field(default=20000, ge=0)
 
     # --- Reruns, schedules, export, billing (issue 15) ---
     # How often beat asks Postgres for due schedule slots; a slot fires once whatever

@@ -21,6 +21,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -66,6 +67,16 @@ def add_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> JSONResponse:
         log.error("api request failed", error=type(exc).__name__, detail=scrub(str(exc))[:500])
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)):
+            # The database refused a connection (seen: Postgres' max_connections reached by
+            # other clients) or the pool timed out: nothing was committed for this request
+            # (a single card is one transaction), so "unavailable, retry" is the truth.
+            return problem_response(
+                503,
+                "Service unavailable",
+                "the database is unreachable or at capacity; retry with the same Idempotency-Key",
+                headers={"Retry-After": "1"},
+            )
         return problem_response(500, "Internal error", "the request failed on our side; retry it")
 
 

@@ -1,26 +1,21 @@
-"""HTTP plumbing of the API: RFC 9457 problems, auth, per-tenant quotas, body limits, Idempotency-Key.
+"""HTTP plumbing of the API: RFC 9457 problems, body limits, Idempotency-Key.
 
 - Errors are ``application/problem+json`` (RFC 9457) with ``type``, ``title``, ``status``,
   ``detail`` and, for refused cards, ``errors`` naming each card and field.
-- Auth is ``Authorization: Bearer idb_…``; an unknown, malformed or revoked key is 401.
-- Quota: a token bucket per tenant *per API process* (``api_quota_per_s``, burst
-  ``api_quota_burst``, or the tenant's own ``quota_per_s``); over it is 429 with
-  ``Retry-After``. N API processes allow N times the rate (README says so).
+- Auth (401) and per-tenant quotas (429 with ``Retry-After``): ``producers.api.gate``.
 - Body limit: a declared ``Content-Length`` over ``api_max_body_bytes`` is 413 before a
   byte is read; a chunked body is counted as it streams and cut off at the limit.
 - Idempotency-Key (IETF httpapi draft): the key is kept per tenant for
   ``api_idempotency_ttl_s``; the same key and body replay the stored first response
   (``Idempotent-Replayed: true``), the same key with another body is 422, a request while
-  the first is still running is 409. A 5xx is not stored: the retry runs afresh.
+  the first is still running is 409 (a single card's twin waits for the first's commit
+  and replays it: the key is taken in the card's transaction). A 5xx is not stored: the
+  retry runs afresh.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,9 +24,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from db.api_writes import KeyClaim, KeyTaken
 from db.tenants import (
+    KeyState,
     Principal,
-    authenticate,
     claim_idempotency_key,
     complete_idempotency_key,
     release_idempotency_key,
@@ -125,135 +121,13 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-class _Bucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, time.monotonic()
-
-    def take(self) -> float:
-        """0 if a request may go now, else the seconds until it may."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
-class Quotas:
-    """Per-tenant token buckets of this process."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._buckets: dict[int, _Bucket] = {}
-        self._lock = threading.Lock()
-
-    def check(self, principal: Principal) -> None:
-        rate = principal.quota_per_s if principal.quota_per_s is not None else self._settings.api_quota_per_s
-        if rate <= 0:
-            return
-        with self._lock:
-            bucket = self._buckets.get(principal.tenant_id)
-            if bucket is None or bucket.rate != rate:
-                bucket = self._buckets[principal.tenant_id] = _Bucket(
-                    rate, max(self._settings.api_quota_burst, 1)
-                )
-            wait = bucket.take()
-        if wait > 0:
-            raise HTTPProblem(
-                429,
-                "Too many requests",
-                f"over this tenant's quota of {rate:g} requests/s",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-
-
-class AuthCache:
-    """Verified API keys of this process, each for ``ttl_s``: one DB round trip per key per TTL.
-
-    Looking a key up costs a transaction per request (an eighth of a single card's CPU).
-    Only successes are remembered, keyed by the sha256 of the whole presented token, so a
-    wrong secret never matches a remembered key. The price is bounded staleness: a key
-    revoked (or a tenant's scopes, quota, buckets changed) in the database takes effect
-    in this process within ``ttl_s`` (``api_auth_cache_s``, default 2 s; 0 turns it off).
-    ``clock`` is injectable so the tests can move time instead of sleeping.
-    """
-
-    MAX_ENTRIES = 10_000  # a bound, not an LRU: past it the cache starts over
-
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s, self._clock = ttl_s, clock
-        self._entries: dict[bytes, tuple[Principal, float]] = {}
-        self._lock = threading.Lock()
-
-    def lookup(self, token: str, load: Callable[[str], Principal | None] = authenticate) -> Principal | None:
-        if self.ttl_s <= 0:
-            return load(token)
-        digest = hashlib.sha256(token.encode()).digest()
-        now = self._clock()
-        hit = self._entries.get(digest)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        found = load(token)
-        with self._lock:
-            if found is None:
-                self._entries.pop(digest, None)
-            else:
-                if len(self._entries) >= self.MAX_ENTRIES:
-                    self._entries.clear()
-                self._entries[digest] = (found, now + self.ttl_s)
-        return found
-
-
-def principal_of(request: Request, quotas: Quotas | None = None, cache: AuthCache | None = None) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    found = None
-    if scheme.lower() == "bearer" and token:
-        found = cache.lookup(token.strip()) if cache is not None else authenticate(token.strip())
-    if found is None:
-        raise HTTPProblem(
-            401,
-            "Unauthorized",
-            "a valid API key is required (Authorization: Bearer idb_…)",
-            headers={"WWW-Authenticate": 'Bearer realm="idbatch"'},
-        )
-    if quotas is not None:
-        quotas.check(found)
-    return found
-
-
 def require(principal: Principal, scope: str) -> None:
     if scope not in principal.scopes:
         raise HTTPProblem(403, "Forbidden", f"this key lacks the {scope!r} scope")
 
 
-def idempotent(
-    request: Request,
-    principal: Principal,
-    body: Any,
-    settings: Settings,
-    handle: Callable[[int | None], tuple[int, dict[str, Any]]],
-    *,
-    stores_itself: bool = False,
-) -> JSONResponse:
-    """Run ``handle`` once per (tenant, Idempotency-Key); store and replay its answer.
-
-    ``handle`` gets the key's record id; with ``stores_itself`` it writes its 2xx answer
-    into that record in its own transaction (a single card does: atomic with the job).
-    """
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        status, payload = handle(None)
-        return JSONResponse(payload, status_code=status)
-    if not 1 <= len(key) <= 255:
-        raise HTTPProblem(400, "Bad request", "Idempotency-Key must be 1 to 255 characters")
-    state = claim_idempotency_key(
-        principal.tenant_id,
-        key,
-        fingerprint(request.method, request.url.path, body),
-        settings.api_idempotency_ttl_s,
-    )
+def _settled(state: KeyState) -> JSONResponse | None:
+    """The answer a key's earlier request decides (replay, 409, 422), or None if ``claimed``."""
     if state.outcome == "mismatch":
         raise HTTPProblem(
             422, "Idempotency key reused", "this Idempotency-Key was used with another request body"
@@ -269,8 +143,54 @@ def idempotent(
             media_type=media,
             headers={"Idempotent-Replayed": "true"},
         )
+    return None
+
+
+def idempotent(
+    request: Request,
+    principal: Principal,
+    body: Any,
+    settings: Settings,
+    handle: Callable[[Any], tuple[int, dict[str, Any]]],
+    *,
+    stores_itself: bool = False,
+) -> JSONResponse:
+    """Run ``handle`` once per (tenant, Idempotency-Key); store and replay its answer.
+
+    ``handle`` gets the key's record id. With ``stores_itself`` (a single card) it first
+    gets a ``KeyClaim`` and takes the key inside its own write's transaction, answered
+    (one transaction for key and card); if the key is taken (``KeyTaken``, the write rolled
+    back) the key's record decides as usual, and a record gone meanwhile is claimed and
+    ``handle`` runs again with its id. A refusal before any write (4xx) is then stored
+    under the key like any other answer.
+    """
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        status, payload = handle(None)
+        return JSONResponse(payload, status_code=status)
+    if not 1 <= len(key) <= 255:
+        raise HTTPProblem(400, "Bad request", "Idempotency-Key must be 1 to 255 characters")
+    print_ = fingerprint(request.method, request.url.path, body)
+    ttl = settings.api_idempotency_ttl_s
+    refused: HTTPProblem | None = None
+    if stores_itself:
+        try:
+            status, payload = handle(KeyClaim(principal.tenant_id, key, print_, ttl))
+            return JSONResponse(payload, status_code=status)
+        except KeyTaken:
+            pass  # the key's record answers below
+        except HTTPProblem as exc:
+            if exc.status in (409, 429) or exc.status >= 500:
+                raise
+            refused = exc  # stored under the key below, unless the key answers otherwise
+    state = claim_idempotency_key(principal.tenant_id, key, print_, ttl)
+    settled = _settled(state)
+    if settled is not None:
+        return settled
     assert state.record_id is not None
     try:
+        if refused is not None:
+            raise refused
         status, payload = handle(state.record_id)
     except HTTPProblem as exc:
         if exc.status in (409, 429) or exc.status >= 500:

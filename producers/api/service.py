@@ -2,9 +2,10 @@
 
 Everything goes through ``producers.submit.ingest_rows`` (the CSV and S3 producers' ingest:
 storable-row checks, COPY on Postgres, the reference idempotency key, publish after
-commit). A single verification is an ``adhoc`` batch of one job: jobs inherit the tenant
-through their batch, and the batch's ``finished_at`` (stamped by the sweeper) is what a
-``verification.finished`` webhook is derived from.
+commit). A batch request makes a batch of kind ``api``; a single verification is an
+``adhoc`` batch of one job: jobs inherit the tenant through their batch, and the batch's
+``finished_at`` (stamped by the sweeper) is what a ``verification.finished`` webhook is
+derived from.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.api_writes import ingest_single
+from db.api_writes import KeyClaim, ingest_single
 from db.tenants import Principal, create_tenant_batch
 from db.webhooks import BATCH_FINISHED, VERIFICATION_FINISHED
 from dispatch.publish import Publisher, default_publisher, publish_jobs
@@ -99,16 +100,18 @@ def submit_single(
     config: dict[str, Any] | None = None,
     callback_url: str | None = None,
     record_id: int | None = None,
+    claim: KeyClaim | None = None,
     publish: Publisher | None = None,
 ) -> Accepted:
     """One card → an adhoc batch of one queued job. A bad card is refused whole (422).
 
     The row is made by the ingest's own row builder and storable-row check and inserted
     by its inserter, in one transaction with its batch and, when ``record_id`` is given,
-    the Idempotency-Key's stored answer (``db.api_writes.ingest_single``): a single card
-    costs two transactions (key, write; the key lookup is cached) instead of the bulk
-    loop's five. ``publish`` gets the job id after the commit: the HTTP API passes its
-    coalescing publisher (``producers.api.linger``), the Celery entry publishes at once.
+    the Idempotency-Key's stored answer (``db.api_writes.ingest_single``), or with
+    ``claim`` the key itself (``db.api_writes.KeyTaken`` if it is taken): a single card is one
+    transaction (the key lookup is cached) instead of the bulk loop's five. ``publish``
+    gets the job id after the commit: the HTTP API passes its coalescing publisher
+    (``producers.api.linger``), the Celery entry publishes at once.
     """
     config = config or {}
     chosen = choose_provider(principal, settings, provider, config)
@@ -132,6 +135,7 @@ def submit_single(
         callback_url=callback,
         event=VERIFICATION_FINISHED,
         record_id=record_id,
+        claim=claim,
         answer=single_answer,
         on_commit=publish or publish_jobs,
     )
@@ -164,7 +168,7 @@ def submit_cards(
     batch_id = create_tenant_batch(
         principal.tenant_id,
         source=batch_source(settings, principal.tenant),
-        kind=BatchKind.ADHOC,
+        kind=BatchKind.API,
         provider=chosen,
         config=config,
         callback_url=callback,
@@ -223,7 +227,7 @@ def submit_manifest_ref(
     batch_id = create_tenant_batch(
         principal.tenant_id,
         source=url,
-        kind=BatchKind.ADHOC,
+        kind=BatchKind.API,
         provider=chosen,
         config=config,
         callback_url=callback,

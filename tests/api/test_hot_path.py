@@ -17,7 +17,7 @@ from db.models import Job
 from db.session import session_scope
 from db.tenants import Principal
 from producers.api.app import create_app
-from producers.api.http import AuthCache
+from producers.api.gate import AuthCache
 from producers.api.linger import LingeringPublisher
 from tests.api.conftest import make_tenant
 from tests.conftest import Env
