@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli_common import app, console, require_schema
+from app.cli_common import app, console, require_free_port, require_schema
 from idbatch.settings import get_settings
 
 tenants_app = typer.Typer(help="API tenants and their keys.", no_args_is_help=True)
@@ -48,6 +48,7 @@ def api(
         )
         raise typer.Exit(2)
     require_schema(settings.database_url)
+    require_free_port(host or settings.api_host, port if port is not None else settings.api_port)
     extra: dict[str, Any] = {}
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # With --workers the supervisor kills a worker that does not answer its ping in

@@ -48,3 +48,17 @@ def test_a_taken_port_is_exit_2_in_one_line(env: Env, command: str, tmp_path: Pa
     assert result.exit_code == 2, result.output
     assert f"cannot listen on 127.0.0.1:{port}" in result.output and "pass another --port" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_the_api_on_a_taken_port_is_exit_2_in_one_line(env: Env, redis_url: str) -> None:
+    import socket
+
+    settings = env(broker_url=redis_url)
+    upgrade(settings.database_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["api", "--host", "127.0.0.1", "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
