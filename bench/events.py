@@ -6,8 +6,10 @@ The clock runs from the listener's start until every event is received, recorded
 the ledger, paired into a committed job, and deleted from the queue. In the same run,
 on the same servers, the baseline handles one message at a time (receive 1, HEAD,
 commit, delete). The S3/SQS API is moto's server in a subprocess (real boto3 over
-HTTP); the database is a new, migrated Postgres database per variant. Jobs are not
-published (no broker): this measures the producer side.
+HTTP; bench/moto_fast.py, moto with its queue-depth hot spots O(1) and keep-alive, or
+``--stock-moto``); CPU per event is reported per process (listener, moto, Postgres);
+the database is a new, migrated Postgres database per variant. Jobs are not published
+(no broker): this measures the producer side.
 
     python bench/events.py [--cards 2000] [--baseline-cards 300] [--concurrency 4] [--runs 1]
 """
