@@ -6,8 +6,10 @@ The clock runs from the listener's start until every event is received, recorded
 the ledger, paired into a committed job, and deleted from the queue. In the same run,
 on the same servers, the baseline handles one message at a time (receive 1, HEAD,
 commit, delete). The S3/SQS API is moto's server in a subprocess (real boto3 over
-HTTP); the database is a new, migrated Postgres database per variant. Jobs are not
-published (no broker): this measures the producer side.
+HTTP; bench/moto_fast.py, moto with its queue-depth hot spots O(1) and keep-alive, or
+``--stock-moto``); CPU per event is reported per process (listener, moto, Postgres);
+the database is a new, migrated Postgres database per variant. Jobs are not published
+(no broker): this measures the producer side.
 
     python bench/events.py [--cards 2000] [--baseline-cards 300] [--concurrency 4] [--runs 1]
 """
@@ -28,16 +30,40 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import PII_KEY, free_port, fresh_database
+from common import PG_ADMIN, PII_KEY, free_port, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process so far (/proc/<pid>/stat), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(database: str) -> dict[int, float]:
+    """{backend pid: CPU seconds so far} of the Postgres backends now serving ``database``."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [database]).fetchall()
+    return {int(pid): proc_cpu_s(int(pid)) for (pid,) in rows}
+
+
+def _start_moto(stock: bool) -> tuple[subprocess.Popen[bytes], str]:
+    """moto's server in a subprocess: stock ``moto_server``, or bench/moto_fast.py (its SQS
+    queue-depth hot spots made O(1), same answers; see that module)."""
     port = free_port()
+    command = (
+        [str(Path(sys.executable).parent / "moto_server")] if stock else [sys.executable, "moto_fast.py"]
+    )
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [*command, "-H", "127.0.0.1", "-p", str(port)],
+        cwd=Path(__file__).resolve().parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -56,9 +82,11 @@ class Feeder(threading.Thread):
         super().__init__(daemon=True)
         self.sqs, self.queue, self.bodies, self.depth = sqs, queue, bodies, depth
         self.sent = self.consumed = 0
+        self.cpu_s = 0.0  # this thread's own CPU: S3's part, not the listener's
 
     def run(self) -> None:
         while self.sent < len(self.bodies):
+            self.cpu_s = time.thread_time()
             if self.sent - self.consumed >= self.depth:
                 time.sleep(0.002)
                 continue
@@ -66,6 +94,7 @@ class Feeder(threading.Thread):
             entries = [{"Id": str(j), "MessageBody": b} for j, b in enumerate(chunk)]
             self.sqs.send_message_batch(QueueUrl=self.queue, Entries=entries)
             self.sent += len(chunk)
+        self.cpu_s = time.thread_time()
 
 
 def _populate(s3: Any, bucket: str, prefix: str, cards: int) -> list[str]:
@@ -98,7 +127,14 @@ def _populate(s3: Any, bucket: str, prefix: str, cards: int) -> list[str]:
 
 
 def variant(
-    endpoint: str, cards: int, *, baseline: bool, concurrency: int, metadata: bool, depth: int = 60
+    endpoint: str,
+    cards: int,
+    *,
+    baseline: bool,
+    concurrency: int,
+    metadata: bool,
+    depth: int = 60,
+    moto_pid: int | None = None,
 ) -> dict[str, Any]:
     from sqlalchemy import func, select
 
@@ -143,6 +179,9 @@ def variant(
             return n
 
         listener._delete = counted  # type: ignore[method-assign]
+        database = db.rsplit("/", 1)[1]
+        pg0 = postgres_cpu(database)
+        moto0 = proc_cpu_s(moto_pid) if moto_pid else 0.0
         feeder.start()
         cpu0, t0 = time.process_time(), time.perf_counter()
         if baseline:
@@ -154,6 +193,10 @@ def variant(
             stats = listener.run(max_messages=events, wait_s=1)
             received, deleted = stats.received, stats.deleted
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        moto_cpu = (proc_cpu_s(moto_pid) - moto0) if moto_pid else 0.0
+        pg1 = postgres_cpu(database)
+        pg_cpu = sum(t - pg0.get(pid, 0.0) for pid, t in pg1.items())
+        feeder.join()
         with session_scope() as session:
             jobs = session.scalar(
                 select(func.count()).select_from(Job).where(Job.batch_id == listener.batch_id)
@@ -172,7 +215,12 @@ def variant(
             "seconds": round(elapsed, 3),
             "events_per_s": round(events / elapsed, 1),
             "claims_from_metadata": metadata,
-            "listener_cpu_ms_per_event": round(1000 * cpu / events, 3),
+            # CPU per event, by process: the listener (less the feeder thread, which plays S3
+            # sending notifications), moto's server (S3 and SQS), the Postgres backends
+            "listener_cpu_ms_per_event": round(1000 * (cpu - feeder.cpu_s) / events, 3),
+            "feeder_cpu_ms_per_event": round(1000 * feeder.cpu_s / events, 3),
+            "moto_cpu_ms_per_event": round(1000 * moto_cpu / events, 3),
+            "postgres_cpu_ms_per_event": round(1000 * pg_cpu / events, 3),
             # SQS delivers at least once (moto's threaded server hands a message to two
             # concurrent receives now and then): a redelivery must be a duplicate, not a job
             "redelivered": received - events,
@@ -192,11 +240,12 @@ def main() -> None:
     parser.add_argument(
         "--no-metadata", action="store_true", help="skip the HEAD per object (routing by prefix)"
     )
+    parser.add_argument("--stock-moto", action="store_true", help="moto_server as shipped (see moto_fast.py)")
     args = parser.parse_args()
     os.environ.update(
         {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
     )
-    moto, endpoint = _start_moto()
+    moto, endpoint = _start_moto(args.stock_moto)
     try:
         import boto3
 
@@ -210,6 +259,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "concurrency": args.concurrency,
             "depth": args.depth,
+            "moto": "stock moto_server" if args.stock_moto else "bench/moto_fast.py",
         }
         meta = not args.no_metadata
         report["listener"] = variant(
@@ -219,11 +269,12 @@ def main() -> None:
             concurrency=args.concurrency,
             metadata=meta,
             depth=args.depth,
+            moto_pid=moto.pid,
         )
         report["events_per_s"] = report["listener"]["events_per_s"]
         if not args.no_baseline:
             report["baseline_one_at_a_time"] = variant(
-                endpoint, args.baseline_cards, baseline=True, concurrency=1, metadata=meta
+                endpoint, args.baseline_cards, baseline=True, concurrency=1, metadata=meta, moto_pid=moto.pid
             )
             report["baseline_events_per_s"] = report["baseline_one_at_a_time"]["events_per_s"]
             report["speedup"] = round(report["events_per_s"] / report["baseline_events_per_s"], 2)

@@ -54,6 +54,9 @@ SUBMIT = "idbatch.submit"
 WEBHOOK_DELIVER = "idbatch.webhooks.deliver"
 WEBHOOK_SWEEP = "idbatch.webhooks.sweep"
 FIRE_SCHEDULES = "idbatch.fire_schedules"  # issue 15: rerun schedules (workers.schedules)
+# Issue 19: upload sides whose pairing window ended, resolved even with no listener running
+# (producers.events_beat; a listener also sweeps from its own loop).
+EVENTS_SWEEP = "idbatch.events.sweep"
 
 
 def sweep_queue(settings: Settings) -> str:
@@ -91,6 +94,7 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
             SWEEP: {"queue": sweep_queue(settings)},
             WEBHOOK_SWEEP: {"queue": sweep_queue(settings)},
             FIRE_SCHEDULES: {"queue": sweep_queue(settings)},
+            EVENTS_SWEEP: {"queue": sweep_queue(settings)},
         },
         beat_scheduler=f"{__name__}:DataDirScheduler",
         beat_schedule={
@@ -101,6 +105,11 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
             },
             "webhooks": {
                 "task": WEBHOOK_SWEEP,
+                "schedule": settings.sweep_interval_s,
+                "options": {"expires": max(1.0, settings.sweep_interval_s * 2)},
+            },
+            "events-pairing": {
+                "task": EVENTS_SWEEP,
                 "schedule": settings.sweep_interval_s,
                 "options": {"expires": max(1.0, settings.sweep_interval_s * 2)},
             },

@@ -50,7 +50,7 @@ from idbatch.settings import Settings
 from idbatch.storage.s3 import make_client
 from producers.event_parse import SIDECAR, PoisonMessage, Upload, parse_notification
 from producers.event_sides import Deferred, SideReader
-from producers.pairing import Side, poison_job, record_sides, sweep_expired
+from producers.pairing import Side, poison_job, record_sides, sweep_all
 
 log = get_logger(__name__)
 
@@ -224,13 +224,8 @@ class EventListener:
 
     def sweep(self) -> PollStats:
         """Resolve every card whose pairing window has ended (page by page)."""
-        stats = PollStats()
-        while True:
-            out = sweep_expired(self.publish, self.now(), self.settings.events_pair_window_s)
-            stats.jobs, stats.rejected = stats.jobs + out.jobs, stats.rejected + out.rejected
-            stats.paired += out.paired
-            if out.jobs + out.rejected == 0:
-                return stats
+        out = sweep_all(self.publish, self.now(), self.settings.events_pair_window_s)
+        return PollStats(jobs=out.jobs, rejected=out.rejected, paired=out.paired)
 
     def _keep_invisible(self, group: list[_Received]) -> None:
         """Extend the visibility timeout of receives whose handling has used half of it."""

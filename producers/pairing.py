@@ -316,3 +316,18 @@ def sweep_expired(publish: Publisher, now: dt.datetime, window_s: float, limit: 
         )
         _write(session, planned, publish, now, out)
     return out
+
+
+def sweep_all(publish: Publisher, now: dt.datetime, window_s: float) -> Outcome:
+    """Resolve every card whose window ended before ``now``, page by page (listener and beat)."""
+    total = Outcome()
+    while True:
+        out = sweep_expired(publish, now, window_s)
+        total.jobs, total.rejected, total.paired = (
+            total.jobs + out.jobs,
+            total.rejected + out.rejected,
+            total.paired + out.paired,
+        )
+        total.published += out.published
+        if out.jobs + out.rejected == 0:
+            return total

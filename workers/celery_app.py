@@ -7,5 +7,6 @@ from workers import observe  # noqa: F401 - Celery signal hooks: our logging, /m
 
 app = celery_app()
 # producers.api.entry is the Celery-native entry (idbatch.submit, issue 14): a producer-side
-# task every worker serves. Named, not imported: workers never import producers.
-app.conf.include = ["workers.tasks", "producers.api.entry"]
+# task every worker serves; producers.events_beat resolves expired upload sides (issue 19).
+# Named, not imported: workers never import producers.
+app.conf.include = ["workers.tasks", "producers.api.entry", "producers.events_beat"]

@@ -1,0 +1,95 @@
+"""moto's server (``moto_server``) with its SQS queue-depth hot spots made O(1), for bench/events.py.
+
+moto stands in for AWS here; its costs are not ones production pays, but they run on
+the same two cores as the listener, so they cap what the benchmark can show. Profiled
+with py-spy (docs/events.md), moto 5.2.5 spent ~48% of its CPU in ``Queue.attributes``,
+which counts every message of the queue three times (visible, delayed, in flight), each
+count calling ``utcnow`` per message:
+
+- ``ReceiveMessage`` asks for it once per *message returned*
+  (``is_message_valid_based_on_retention_period`` reads ``MessageRetentionPeriod``
+  through ``get_queue_attributes``, which builds the whole attribute dict once per name);
+- ``SendMessage`` asks for it once per message sent (``ContentBasedDeduplication``,
+  a FIFO-only attribute).
+
+Both patches return exactly what moto computed, without the counts: the retention
+period is read from the queue, and ``ContentBasedDeduplication`` is read from the queue
+for FIFO queues (a standard queue has no such attribute). Routing each request to its
+service listed moto's package directory (``list_of_moto_modules``: a listdir and an
+isdir per entry, ~12%): that list is read once here. Werkzeug's per-request INFO
+log line (formatted even when stderr goes nowhere, ~8%) is turned off.
+
+HTTP keep-alive: werkzeug's development server answers every request with ``Connection:
+close`` and then reads the socket dry (so keep-alive cannot simply be switched on), so
+each boto3 call paid a TCP connect and moto a new thread. Here moto's WSGI app (the
+same ``DomainDispatcherApplication`` ``moto_server`` serves) runs under uvicorn's WSGI
+interface instead (httptools, keep-alive, a pool of 10 threads); boto3's connection pool
+then reuses its connections. Nothing else of moto changes: the requests, signing,
+XML/JSON, visibility and receipt handles are moto's.
+
+    python bench/moto_fast.py -H 127.0.0.1 -p PORT
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from typing import Any
+
+from moto import backends
+from moto.core.utils import unix_time
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sqs import models
+
+_local = threading.local()
+_full_attributes = models.Queue.attributes.fget  # type: ignore[attr-defined]
+
+
+def _retention_ok(self: Any, queue_name: str, message: Any) -> bool:
+    queue = self.get_queue(queue_name)
+    retain_until = int(queue.message_retention_period) + message.sent_timestamp / 1000
+    return bool(retain_until > unix_time())
+
+
+def _attributes(self: Any) -> dict[str, Any]:
+    if getattr(_local, "sending", False):  # send_message reads ContentBasedDeduplication only
+        if not self.fifo_queue:
+            return {}
+        value = self.content_based_deduplication
+        return {"ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value}
+    return dict(_full_attributes(self))
+
+
+_send = models.SQSBackend.send_message
+
+
+def _send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+    _local.sending = True
+    try:
+        return _send(self, *args, **kwargs)
+    finally:
+        _local.sending = False
+
+
+_modules = tuple(backends.list_of_moto_modules())  # moto's own package folders: fixed while it runs
+backends.list_of_moto_modules = lambda: _modules
+models.SQSBackend.is_message_valid_based_on_retention_period = _retention_ok  # type: ignore[method-assign]
+models.Queue.attributes = property(_attributes)  # type: ignore[assignment,method-assign]
+models.SQSBackend.send_message = _send_message  # type: ignore[method-assign]
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args()
+    app = DomainDispatcherApplication(create_backend_app)
+    uvicorn.run(app, host=args.host, port=args.port, interface="wsgi", log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
