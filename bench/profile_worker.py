@@ -64,6 +64,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--keep", type=Path, help="also copy py-spy's raw stacks to this file")
     parser.add_argument(
         "bench_args", nargs=argparse.REMAINDER, help="arguments for bench/quota.py (after --)"
     )
@@ -86,6 +87,8 @@ def main() -> None:
         ]
         bench = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
         stacks = raw.read_text(encoding="utf-8").splitlines()
+        if args.keep:
+            args.keep.write_text("\n".join(stacks) + "\n", encoding="utf-8")
     total = 0
     buckets: collections.Counter[str] = collections.Counter()
     self_time: collections.Counter[str] = collections.Counter()
