@@ -187,7 +187,9 @@ def worker_env(
         "IDBATCH_RATELIMIT_PREFIX": f"idbatch:qbench:{run_id}",
         "IDBATCH_RATELIMIT_BACKEND": "redis" if mode == "limiter" else "off",
         "IDBATCH_LOG_LEVEL": "WARNING",
-        "IDBATCH_VERIFY_GROUP": str(args.verify_group),
+        # The baseline's Celery rate_limit counts tasks: a group of k jobs per task would
+        # let it run k times over its Q/N, so the naive baseline keeps one task per job.
+        "IDBATCH_VERIFY_GROUP": str(args.verify_group if mode == "limiter" else 1),
     }
 
 
