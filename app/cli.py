@@ -261,7 +261,7 @@ def worker(
     if "IDBATCH_DB_PRE_PING" not in os.environ:
         # Worker transactions retry dead connections themselves (workers.durable.durably):
         # skip the per-checkout ping round trip (see db.session.make_engine).
-        from app.embedded import apply_env
+        from app.env import apply_env  # not app.embedded: its imports cost every worker start
 
         settings = apply_env({"IDBATCH_DB_PRE_PING": "false"})
     from workers.celery_app import app as celery_app

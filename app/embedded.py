@@ -7,7 +7,6 @@ run a real batch end to end inside one process with the production task code.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,31 +16,18 @@ from celery import Celery
 from rich.console import Console
 
 import workers.tasks  # noqa: F401 - registers the tasks the in-process worker runs
+from app.env import apply_env as apply_env  # re-exported: callers import it from here
 from app.render import follow
-from db import session as db_session
 from db.migrate import upgrade
 from db.reports import ingest_state, status_counts
 from db.session import session_scope
 from dispatch import app as dispatch_app
-from idbatch import pii
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
 from idbatch.gateway import create_app as create_gateway
 from idbatch.servers import BackgroundServer
-from idbatch.settings import Settings, get_settings, private_dir
-from workers import runtime as worker_runtime
+from idbatch.settings import Settings, private_dir
 from workers.embedded import embedded_worker
 from workers.sweeper import sweeper_thread
-
-
-def apply_env(values: dict[str, str]) -> Settings:
-    """Set IDBATCH_* variables and rebuild everything cached from settings."""
-    os.environ.update(values)
-    get_settings.cache_clear()
-    db_session.reset()
-    worker_runtime.reset()
-    dispatch_app.reset()
-    pii.vault.cache_clear()
-    return get_settings()
 
 
 def current_app(settings: Settings) -> Celery:

@@ -138,6 +138,7 @@ def main() -> None:
             "latency_ms_median": args.latency_ms,
             "latency_sigma": args.latency_sigma,
             "headroom": args.headroom,
+            "verify_group": args.verify_group,
         },
         "runs": results,
     }

@@ -69,6 +69,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of calls answered 5xx")
     parser.add_argument("--headroom", type=float, default=0.02, help="limiter runs at quota * (1 - headroom)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the Celery rate_limit baseline")
+    parser.add_argument(
+        "--verify-group", type=int, default=8, help="jobs per verify_many message (IDBATCH_VERIFY_GROUP)"
+    )
     parser.add_argument("--logs", type=Path, help="keep each worker's stderr in this folder")
     parser.add_argument("--redis-url", default=f"{REDIS}/{uuid.uuid4().int % 15 + 1}")
 
@@ -184,6 +187,9 @@ def worker_env(
         "IDBATCH_RATELIMIT_PREFIX": f"idbatch:qbench:{run_id}",
         "IDBATCH_RATELIMIT_BACKEND": "redis" if mode == "limiter" else "off",
         "IDBATCH_LOG_LEVEL": "WARNING",
+        # The baseline's Celery rate_limit counts tasks: a group of k jobs per task would
+        # let it run k times over its Q/N, so the naive baseline keeps one task per job.
+        "IDBATCH_VERIFY_GROUP": str(args.verify_group if mode == "limiter" else 1),
     }
 
 

@@ -130,6 +130,7 @@ def main() -> None:
                 "latency_sigma": args.latency_sigma,
                 "fault_rate_5xx": args.fault_rate,
                 "headroom": args.headroom,
+                "verify_group": args.verify_group,
                 "limiter_ceiling_rps": round(args.quota * (1 - args.headroom), 2),
             }
             if not args.no_baseline:

@@ -28,7 +28,7 @@
   ``idbatch worker``; beat keeps its schedule file under the data dir, which
   ``DataDirScheduler`` creates, so ``celery -A workers.celery_app beat`` starts anywhere.
 
-Messages are sent by task *name* (``VERIFY``, ``FAN_OUT``, ``SWEEP``, ``FIRE_SCHEDULES``,
+Messages are sent by task *name* (``VERIFY``, ``VERIFY_MANY``, ``FAN_OUT``, ``SWEEP``, ``FIRE_SCHEDULES``,
 the rerun schedules' beat hook, routed with the sweep so a backlog cannot delay it): the app built here
 knows no task objects, so producers can publish without importing workers.
 """
@@ -46,6 +46,7 @@ from kombu import Queue  # type: ignore[attr-defined]
 from idbatch.settings import Settings, get_settings
 
 VERIFY = "idbatch.verify"
+VERIFY_MANY = "idbatch.verify_many"  # issue 17: one message for a group of jobs
 FAN_OUT = "idbatch.fan_out"
 SWEEP = "idbatch.sweep"
 # Issue 14: the Celery-native entry other services call with send_task (producers.api.entry),

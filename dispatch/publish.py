@@ -19,23 +19,47 @@ from kombu.exceptions import ChannelError
 from sqlalchemy.orm import Session
 
 from db.session import after_commit as db_after_commit
-from dispatch.app import FAN_OUT, VERIFY, WEBHOOK_DELIVER, celery_app
+from dispatch.app import FAN_OUT, VERIFY, VERIFY_MANY, WEBHOOK_DELIVER, celery_app
 from idbatch.logging import get_logger
+from idbatch.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
 Publisher = Callable[[list[int]], None]
 
 
+def group_size(n: int, settings: Settings | None = None) -> int:
+    """Jobs per message for a list of ``n``: at most ``verify_group``, and 1 for short lists.
+
+    A group runs on one worker thread, one job after another, so a list is grouped only
+    when it still leaves a group for every thread of a worker (``n >= group x
+    worker_concurrency``): a handful of jobs keeps running in parallel. With Celery task
+    events on (Flower) every job is its own task, so its task state is its own.
+    """
+    s = settings or get_settings()
+    if s.celery_events:
+        return 1
+    return max(1, min(s.verify_group, n // s.worker_concurrency))
+
+
 def publish_jobs(job_ids: Iterable[int], app: Celery | None = None) -> None:
-    """One ``verify`` message per job, over one broker connection."""
+    """The jobs' messages over one broker connection: ``verify`` per job, or ``verify_many`` per group.
+
+    Grouping (``group_size``) changes only how many messages carry the ids: each job is
+    still claimed, called and recorded on its own (workers.tasks.verify_many).
+    """
     ids = list(job_ids)
     if not ids:
         return
     app = app or celery_app()
+    k = group_size(len(ids))
     with app.producer_or_acquire() as producer:
-        for job_id in ids:
-            app.send_task(VERIFY, (job_id,), producer=producer)
+        if k == 1:
+            for job_id in ids:
+                app.send_task(VERIFY, (job_id,), producer=producer)
+            return
+        for i in range(0, len(ids), k):
+            app.send_task(VERIFY_MANY, (ids[i : i + k],), producer=producer)
 
 
 def publish_fanout(job_ids: list[int], app: Celery | None = None) -> None:

@@ -201,6 +201,11 @@ class Settings(BaseSettings):
     # Ingest publishes one message per committed chunk that a worker fans out ("fanout"),
     # or one message per job from the producer ("each").
     ingest_publish: Literal["fanout", "each"] = "fanout"
+    # Jobs per ``verify_many`` message (issue 17): one Celery task runs up to this many
+    # jobs one after another on its thread, so the broker and Celery cost per message is
+    # paid once per group. Lists shorter than ``group x worker_concurrency`` are split
+    # finer (every thread gets work); 1 = one ``verify`` message per job.
+    verify_group: int = Field(default=8, ge=1, le=64)
     # Manifest URLs pointing at loopback/private/link-local addresses are refused
     # (SSRF); tests and the simulator may allow named hosts explicitly.
     allowed_private_hosts: list[str] = Field(default_factory=list)

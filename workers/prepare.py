@@ -25,8 +25,14 @@ from workers.runtime import Runtime
 from workers.verdict import judge
 
 
-def prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
+def prepare_call(
+    claimed: Claim, key: str, rt: Runtime, begin: list[dict[str, object]] | None = None
+) -> Outcome | None:
     """Decide whether a provider call is needed; None means "call now".
+
+    ``begin``: the write-ahead ``in_flight`` attempt rows of the call, inserted in this
+    same transaction when (and only when) the answer is "call now", so they are committed
+    before the rate slot is taken without a transaction of their own (issue 17).
 
     Reuses an earlier paid answer for the same content key (unless the batch is a
     ``rerun``, whose purpose is to call again). One transaction, no savepoint: the
@@ -64,6 +70,8 @@ def prepare_call(claimed: Claim, key: str, rt: Runtime) -> Outcome | None:
                 return Outcome(status)
             if not jobs.hold_content_key(session, claimed, owner, key):
                 return Outcome(None)  # our lease expired and another worker took the job
+            if begin:
+                jobs.begin_calls(session, begin)
     except IntegrityError:
         wait_s = max(1.0, rt.settings.sweep_interval_s)
         with session_scope() as session:

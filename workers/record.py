@@ -97,7 +97,15 @@ def paid_sides(claimed: Claim) -> dict[str, dict[str, object]]:
 
 def begin_calls(claimed: Claim, sides: tuple[str, ...], account: str, started: dt.datetime) -> None:
     """Write-ahead: one ``in_flight`` attempt row per call about to be made, committed first."""
-    rows = [
+    rows = begin_rows(claimed, sides, account, started)
+    with session_scope() as session:
+        jobs.begin_calls(session, rows)
+
+
+def begin_rows(
+    claimed: Claim, sides: tuple[str, ...], account: str, started: dt.datetime
+) -> list[dict[str, object]]:
+    return [
         {
             "job_id": claimed.job_id,
             "number": claimed.seq,
@@ -110,8 +118,6 @@ def begin_calls(claimed: Claim, sides: tuple[str, ...], account: str, started: d
         }
         for side in sides
     ]
-    with session_scope() as session:
-        jobs.begin_calls(session, rows)
 
 
 def attempt_rows(

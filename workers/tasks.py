@@ -6,18 +6,42 @@ importing these objects.
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 import structlog
 from celery import current_app, shared_task
 from celery.exceptions import Retry
+from celery.signals import worker_init
+from celery.worker import state as worker_state
 
-from dispatch.app import FAN_OUT, FIRE_SCHEDULES, SWEEP, VERIFY, WEBHOOK_DELIVER, WEBHOOK_SWEEP
+from dispatch.app import (
+    FAN_OUT,
+    FIRE_SCHEDULES,
+    SWEEP,
+    VERIFY,
+    VERIFY_MANY,
+    WEBHOOK_DELIVER,
+    WEBHOOK_SWEEP,
+)
 from dispatch.publish import publish_jobs
 from idbatch.domain import JobStatus
+from idbatch.logging import get_logger
 from workers import webhooks
-from workers.runtime import runtime
+from workers.runtime import Runtime, runtime
 from workers.schedules import fire_due
 from workers.sweeper import sweep_with_app
 from workers.verify import process_job
+
+log = get_logger(__name__)
+
+_task_events = False  # this worker sends task events (-E): see verify_many
+
+
+@worker_init.connect(weak=False)
+def _note_task_events(sender: Any = None, **_: Any) -> None:
+    global _task_events
+    _task_events = bool(getattr(sender, "task_events", False))
 
 
 class JobFailed(Exception):
@@ -54,6 +78,67 @@ def verify(job_id: int) -> str | None:
         wait = outcome.retry_in_s or 0.0
         raise Retry(f"job {job_id} waits {wait:.1f}s in Postgres; the sweeper republishes it", when=wait)
     return outcome.status.value if outcome.status else None
+
+
+@shared_task(name=VERIFY_MANY, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def verify_many(job_ids: list[int]) -> dict[str, int]:
+    """Verify a group of jobs (``dispatch.publish.group_size``), one after another on this thread.
+
+    Only the message is shared: each job is claimed under its own lease, called behind
+    the limiter and recorded in its own transactions by ``process_job``, exactly as
+    ``verify`` does, so every guarantee is per job. The message is acknowledged after
+    the last job (``acks_late``): a worker killed mid-group leaves its running job to
+    the lease and the rest ``queued`` in Postgres, which the sweeper re-publishes
+    (redelivery of the whole message is harmless, the claims skip finished jobs).
+
+    A worker sending task events (``-E``, Flower) re-publishes the group as one
+    ``verify`` per job, so each job's task state (FAILURE, RETRY) is still its own.
+    """
+    if _task_events:
+        publish_jobs_each(job_ids)
+        return {"split": len(job_ids)}
+    return run_group(job_ids, runtime())
+
+
+def publish_jobs_each(job_ids: list[int]) -> None:
+    with current_app.producer_or_acquire() as producer:
+        for job_id in job_ids:
+            current_app.send_task(VERIFY, (job_id,), producer=producer)
+
+
+def _stopping() -> bool:
+    """A warm or cold shutdown was asked (Celery sets these on SIGTERM / SIGQUIT)."""
+    return any(
+        flag is not None and flag is not False
+        for flag in (worker_state.should_stop, worker_state.should_terminate)
+    )
+
+
+def run_group(job_ids: list[int], rt: Runtime) -> dict[str, int]:
+    """``process_job`` for each id; counts by outcome. A job that crashed does not stop the rest.
+
+    On shutdown the jobs not started are handed back to the broker before this message
+    is acknowledged (warm shutdown finishes running tasks, and a group must not hold the
+    worker for its whole length); if that publish fails they stay ``queued`` for the sweeper.
+    """
+    counts: Counter[str] = Counter()
+    for i, job_id in enumerate(job_ids):
+        if _stopping():
+            rest = job_ids[i:]
+            try:
+                publish_jobs(rest, current_app)
+            except Exception as exc:  # noqa: BLE001 - the rows are queued: the sweeper publishes them
+                log.warning("could not hand back a group's jobs at shutdown", jobs=len(rest), error=str(exc))
+            counts["handed_back"] += len(rest)
+            break
+        with structlog.contextvars.bound_contextvars(job_id=job_id):
+            try:
+                outcome = process_job(job_id, rt)
+            except Exception:  # noqa: BLE001 - process_job logged it and put the job back
+                counts["crashed"] += 1
+                continue
+        counts[outcome.status.value if outcome.status else "skipped"] += 1
+    return dict(counts)
 
 
 @shared_task(name=SWEEP, acks_late=False, ignore_result=True)

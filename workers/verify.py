@@ -115,10 +115,6 @@ def _process_claimed(
         return record.finish_error(claimed, error, now(), 0.0, account, policy, rt, handoff=None)
 
     key = content_key(claimed, front, back)
-    prepared = durably(lambda: prepare.prepare_call(claimed, key, rt), "prepare")
-    if prepared is not None:
-        return prepared
-
     # sides paid for by an earlier attempt (read before taking a rate slot: a slot is timed)
     answered = durably(lambda: record.paid_sides(claimed), "sides") if back is not None else {}
 
@@ -129,12 +125,17 @@ def _process_claimed(
     started = now()
     # Write-ahead: with one account, the in-flight rows are committed *before* the rate
     # slot is taken, so nothing but the send stands between a timed grant and the call
-    # (a transaction there made calls late and bunched them at the provider). With several
-    # accounts the account is known only after the gate chose it.
+    # (a transaction there made calls late and bunched them at the provider). They ride
+    # in the content-key transaction (inserted only if the answer is "call now"). With
+    # several accounts the account is known only after the gate chose it.
     single = next(iter(adapters.values())) if len(adapters) == 1 else None
+    begin = None
     if single is not None:
         sides = planned_sides(single, request)
-        durably(lambda: record.begin_calls(claimed, sides, single.account, started), "begin")
+        begin = record.begin_rows(claimed, sides, single.account, started)
+    prepared = durably(lambda: prepare.prepare_call(claimed, key, rt, begin), "prepare")
+    if prepared is not None:
+        return prepared
 
     # call: on one of the provider's accounts, behind its circuit breaker and shared rate
     # limit (may sleep briefly for the token)
