@@ -58,9 +58,10 @@ def write_csv(pages: Iterable[Page], columns: Sequence[str], path: Dest) -> int:
     """CSV by Arrow's writer where pyarrow is installed (the ``parquet`` extra), else the stdlib.
 
     Arrow's is a C++ loop over typed arrays (~3x less CPU a row than ``csv.writer`` on
-    this table, ``bench/export.py``); it quotes every string and ends lines with ``\n``,
-    the stdlib quotes only where needed and ends lines with ``\r\n``: the same values for
-    any CSV reader (a missing value is an empty field either way).
+    this table, ``bench/profile_export.py``); it quotes every string, ends lines with
+    ``\n`` and writes a whole float ``100``; the stdlib quotes only where needed, ends
+    lines with ``\r\n`` and writes ``100.0``: the same values for any CSV reader (a
+    missing value is an empty field either way).
     """
     try:
         import pyarrow.csv as pa_csv
