@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -250,7 +251,7 @@ def billing(
 @app.command("export")
 def export_cmd(
     batch: Annotated[int, typer.Argument(help="batch id")],
-    out: Annotated[str, typer.Option(help="a file path or s3://bucket/key")],
+    out: Annotated[str, typer.Option(help="a file path, s3://bucket/key, or - for stdout (csv, jsonl)")],
     format_: Annotated[str, typer.Option("--format", help="csv | jsonl | parquet")] = "csv",
     reveal: Annotated[
         bool, typer.Option(help="unmasked PII: only for IDBATCH_REVEAL_ACTORS, and audited")
@@ -279,4 +280,8 @@ def export_cmd(
     except ExportError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
-    _print({"batch": batch, "rows": n, "format": format_, "out": out, "masked": not reveal})
+    summary = {"batch": batch, "rows": n, "format": format_, "out": out, "masked": not reveal}
+    if out == "-":  # stdout holds the file: the summary goes to stderr
+        sys.stderr.write(json.dumps(summary) + "\n")
+    else:
+        _print(summary)

@@ -153,11 +153,14 @@ def child(args: argparse.Namespace) -> None:
     from idbatch.settings import get_settings
 
     out = Path(args.out)
+    server_s: float | None = None
     started, cpu = time.perf_counter(), time.process_time()
     if args.variant == "naive":
         n = naive(args.batch, args.limit, out)
     else:
         with session_scope() as session:
+            backend = session.connection().connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+            before = _backend_cpu(backend)
             n = export(
                 rows_of.column_pages(session, args.batch),
                 rows_of.COLUMNS,
@@ -165,6 +168,8 @@ def child(args: argparse.Namespace) -> None:
                 str(out),
                 get_settings(),
             )
+            after = _backend_cpu(backend)
+            server_s = None if before is None or after is None else after - before
     seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
@@ -176,11 +181,25 @@ def child(args: argparse.Namespace) -> None:
                 # this process's CPU (fetch thread included): the rate on a core of its
                 # own, when the shared box is busy with other work
                 "rows_per_cpu_s": round(n / cpu_s, 1),
+                # the Postgres backend that served the export (None where /proc does not
+                # show it, e.g. Postgres in another container): its CPU seconds, and rows
+                # per CPU second of both processes together
+                "postgres_cpu_s": None if server_s is None else round(server_s, 2),
+                "rows_per_cpu_s_with_postgres": None if server_s is None else round(n / (cpu_s + server_s)),
                 "peak_rss_mb": round(peak_kb / 1024, 1),
                 "bytes": out.stat().st_size,
             }
         )
     )
+
+
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) of a local process, from /proc; None if not readable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_variant(db: str, batch: int, variant: str, out: Path, limit: int) -> dict[str, Any]:

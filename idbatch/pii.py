@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -133,18 +134,57 @@ class Vault:
             return None
         return self._open(bytes(token), ad).decode()
 
-    def open_column(self, tokens: list[bytes | None], ad: bytes) -> list[str | None]:
+    def open_column(
+        self, tokens: list[bytes | None], ad: bytes, mask: Callable[[str], str] | None = None
+    ) -> list[str | None]:
         """``decrypt`` of a whole column (``idbatch export``: three columns of a million rows).
 
         Tokens under the current key open in one comprehension with their associated data
         (constant per key and column) built once: 1.3 µs a token instead of 2.2 µs by
-        ``decrypt``; older formats and keys go through ``decrypt``.
+        ``decrypt``; older formats and keys go through ``decrypt``. ``mask``, if given, is
+        applied in the same pass (an empty value stays None, as no value).
         """
         head = AEAD_V2 + self._current.id
         aad, decrypt, slow = head + ad, self._current.v2.decrypt, self.decrypt
+        if mask is None:
+            return [
+                decrypt(t[5:17], t[17:], aad).decode() if t is not None and t[:5] == head else slow(t, ad)
+                for t in tokens
+            ]
         return [
-            decrypt(t[5:17], t[17:], aad).decode() if t is not None and t[:5] == head else slow(t, ad)
+            None
+            if t is None
+            else mask(s)
+            if (s := decrypt(t[5:17], t[17:], aad).decode() if t[:5] == head else slow(t, ad))
+            else None
             for t in tokens
+        ]
+
+    @property
+    def current_token_head(self) -> bytes:
+        """The first bytes of every token the current key writes (format and key id)."""
+        return AEAD_V2 + self._current.id
+
+    def open_split(
+        self,
+        nonces: list[bytes | None],
+        sealed: list[Any],  # bytes where the nonce is
+        others: list[bytes | None],
+        ad: bytes,
+        mask: Callable[[str], str] | None = None,
+    ) -> list[str | None]:
+        """``open_column`` of a column the database cut up (``db.export``): per row, the
+        nonce and ciphertext of a token under the current key (its ``current_token_head``
+        removed), or else the whole token in ``others`` (older keys and formats, None)."""
+        aad, decrypt, slow = self.current_token_head + ad, self._current.v2.decrypt, self.decrypt
+        if mask is None:
+            return [
+                slow(t, ad) if n is None else decrypt(n, c, aad).decode()
+                for n, c, t in zip(nonces, sealed, others, strict=True)
+            ]
+        return [
+            mask(s) if (s := slow(t, ad) if n is None else decrypt(n, c, aad).decode()) else None
+            for n, c, t in zip(nonces, sealed, others, strict=True)
         ]
 
     def claims(self, name_enc: bytes | None, id_enc: bytes | None) -> tuple[str | None, str | None]:
