@@ -64,7 +64,11 @@ def test_beat_task_expires_lone_sides_with_their_reasons(own_db: Settings) -> No
     app = create_celery(own_db, include=["producers.events_beat"])
     app.loader.import_default_modules()
     assert EVENTS_SWEEP in app.tasks
-    assert app.tasks[EVENTS_SWEEP].apply().get() == 4  # what a worker does when beat sends it
+    # what a worker does when beat sends it; `.result`, not `.get()`: an in-process worker
+    # started by an earlier test sets Celery's process-wide "inside a worker" flag, and
+    # `.get()` then refuses to block even on an eager result
+    swept = app.tasks[EVENTS_SWEEP].apply()
+    assert swept.successful() and swept.result == 4
 
     with session_scope() as session:
         made = list(session.scalars(select(Job).where(Job.batch_id.in_([ace, ocr]))))
