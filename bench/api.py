@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,21 +150,7 @@ async def singles_raw(url: str, key: str, rate: float, seconds: float) -> dict[s
     latencies.clear()
     codes.clear()
     total = int(rate * seconds)
-    # The load generator's own garbage collections would show as server latency.
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        tasks = []
-        for i in range(total):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    finally:
-        gc.enable()
+    elapsed = await _open_loop(one, rate, total)
     client.close()
     out = _single_summary(rate, total, elapsed, latencies, codes)
     # p99 of the requests sent in each second: a stall shows as one bad second, a server
@@ -203,15 +190,7 @@ async def singles(url: str, key: str, rate: float, seconds: float) -> dict[str, 
         latencies.clear()
         codes.clear()
         total = int(rate * seconds)
-        start = time.perf_counter()
-        tasks = []
-        for i in range(total):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+        elapsed = await _open_loop(one, rate, total)
     return _single_summary(rate, total, elapsed, latencies, codes)
 
 
@@ -242,6 +221,27 @@ def batches(url: str, key: str, count: int, size: int) -> dict[str, Any]:
         "batch_cards": accepted,
         "batch_cards_per_s": round(accepted / elapsed, 1),
     }
+
+
+async def _open_loop(one: Callable[[int], Awaitable[None]], rate: float, total: int) -> float:
+    """Start ``one(i)`` at ``i / rate`` s whatever the answers (open loop); wall s to the last.
+
+    The load generator's own garbage collections would show as server latency: off meanwhile.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        tasks = []
+        for i in range(total):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
 
 
 def csv_path(count: int, size: int) -> dict[str, Any]:
