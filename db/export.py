@@ -15,6 +15,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import Integer, LargeBinary, Text, and_, bindparam, case, cast, func, select
@@ -269,7 +270,11 @@ def _column_pages(
         c[14] = list(map(birth.__getitem__, c[14]))
         c[17], c[18] = list(map(day.__getitem__, c[17])), list(map(day.__getitem__, c[18]))
         if split is None:
-            c[20] = [None if x is None else x.isoformat() for x in c[20]]
+            # SQLite gives back naive datetimes (it keeps no offset); they were written in
+            # UTC, so they say so, as Postgres's rows do: one format whatever the database
+            c[20] = [
+                None if x is None else (x if x.tzinfo else x.replace(tzinfo=UTC)).isoformat() for x in c[20]
+            ]
         # drift: a card verified in both batches whose outcome moved (a held or open card
         # has not been verified again yet: no drift to tell)
         c[22] = [

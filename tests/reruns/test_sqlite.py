@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -76,6 +77,8 @@ def test_rerun_schedule_drift_and_export_on_sqlite(
         exported = list(csv.DictReader(fh))
     assert sorted(r["status"] for r in exported) == ["negative", "passed", "passed", "passed", "passed"]
     assert pq.read_table(tmp_path / "o.parquet").num_rows == 5
+    # SQLite keeps no offset: the export still says UTC, as the Postgres path writes it
+    assert all(dt.datetime.fromisoformat(r["answered_at"]).utcoffset() == dt.timedelta(0) for r in exported)
 
 
 def test_a_two_sided_card_costs_two_calls_of_the_budget(env: Env) -> None:
