@@ -18,6 +18,7 @@ from app.cli_common import (
     console,
     embedded,
     parse_config,
+    reader_went_away,
     require_batch,
     require_free_port,
     require_schema,
@@ -384,7 +385,10 @@ def beat(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # help or output cut short outside a command's own run
+        sys.exit(reader_went_away())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Annotated, Any, Literal
 
 import typer
@@ -22,10 +24,23 @@ class OneLineErrors(typer.core.TyperGroup):
             return super().invoke(ctx)
         except (typer.TyperException, typer.Exit, typer.Abort):  # usage errors, exits: as they are
             raise
+        except BrokenPipeError:
+            raise typer.Exit(reader_went_away()) from None
         except Exception as exc:  # noqa: BLE001 - the one place every other error becomes a line
             from app.cli_ops import report_error
 
             raise typer.Exit(report_error(exc)) from None
+
+
+def reader_went_away() -> int:
+    """``idbatch … | head``: the reader closed the pipe. Not an error of ours: stop quietly
+    with exit 1, as rich (tables) and click (help) already end such a run, instead of
+    "error: BrokenPipeError". Standard output is pointed at /dev/null first, so the
+    interpreter's own flush at exit does not fail on the closed pipe again (the recipe of
+    Python's ``signal`` docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 # The provider names as CLI choices (tests/cli checks they equal KNOWN_PROVIDERS).

@@ -62,3 +62,30 @@ def test_the_api_on_a_taken_port_is_exit_2_in_one_line(env: Env, redis_url: str)
         result = CliRunner().invoke(app, ["api", "--host", "127.0.0.1", "--port", str(port)])
     assert result.exit_code == 2, result.output
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+
+@pytest.mark.parametrize("args", [["batches"], ["batches", "--json"]])
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(
+    env: Env, tmp_path: Path, args: list[str]
+) -> None:
+    """``idbatch batches --json | head``: the reader is gone before the first write. Exit 1
+    with nothing on stderr, as rich (the table) and click (help) already end such a run;
+    before, typer.echo's write became "error: BrokenPipeError: [Errno 32] Broken pipe"."""
+    import shlex
+    import subprocess
+    import sys
+
+    from producers.submit import submit_path
+    from simulator.samples import generate_sample
+
+    settings = env()
+    upgrade(settings.database_url)
+    generate_sample(tmp_path / "cards", 3, seed=3, defects=False, with_back=False)
+    submit_path(tmp_path / "cards" / "manifest.csv", settings=settings, enqueue=False)
+    cli = shlex.join([sys.executable, "-c", "from app.cli import main; main()", *args])
+    # the reader closes its end at once and lingers, so the write meets a closed pipe
+    script = f"{cli} 2>{tmp_path / 'err'} | (exec 0<&-; sleep 2); echo ${{PIPESTATUS[0]}}"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "1", done
+    assert (tmp_path / "err").read_text() == ""
