@@ -70,6 +70,7 @@ app.add_typer(accounts_app, name="accounts")
 keys_app = typer.Typer(help="PII keys: rotation.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
+err_console = Console(stderr=True)  # usage errors: stdout may be the file being written
 
 
 def _version(value: bool) -> None:
@@ -98,7 +99,7 @@ def require_batch(batch_id: int) -> None:
     with session_scope() as session:
         found = session.get(Batch, batch_id) is not None
     if not found:
-        console.print(f"[red]batch {batch_id} does not exist[/red]")
+        err_console.print(f"[red]batch {batch_id} does not exist[/red]")
         raise typer.Exit(2)
 
 

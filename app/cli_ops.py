@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -226,6 +227,10 @@ def one_line_error(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, ValidationError):  # settings from the environment: a usage error
         fields = ", ".join(str(e["loc"][0]).upper() for e in exc.errors() if e.get("loc")) or "settings"
         return f"error: invalid settings ({'IDBATCH_' if fields != 'settings' else ''}{fields})", EXIT_USAGE
+    if type(exc).__name__ == "SettingsError":  # pydantic-settings: a value it could not parse
+        field = re.search(r'field "(\w+)"', str(exc))
+        which = f"IDBATCH_{field.group(1).upper()}" if field else "settings"
+        return f"error: invalid settings ({which}: not valid JSON for its type)", EXIT_USAGE
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in _EXTRAS:
         module = (exc.name or "").split(".")[0]
         return (

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli_common import app, console, require_batch
+from app.cli_common import app, console, err_console, require_batch
 from idbatch.settings import get_settings
 
 schedule_app = typer.Typer(help="Rerun schedules (cron, UTC) fired by `idbatch beat`.", no_args_is_help=True)
@@ -53,7 +53,18 @@ def _policy(
 
 
 def _print(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
+    """Indented JSON on stdout, written as it is encoded (``billing --against`` of a large
+    usage export can list many differences: rich's ``print_json`` held ~24 KB a row)."""
+    for chunk in json.JSONEncoder(indent=2, ensure_ascii=False, default=str).iterencode(data):
+        sys.stdout.write(chunk)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _refuse(message: str) -> None:
+    """A usage error: one line on stderr (stdout may be a file being written), exit 2."""
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 @app.command()
@@ -87,9 +98,16 @@ def rerun_release(
 ) -> None:
     """Send cards a rerun's budget held back (up to --budget more billable calls)."""
     from app.embedded import processing, source_folder
+    from db.reruns import parent_of
+    from db.session import session_scope
     from producers.rerun import release
 
     require_batch(batch)
+    if budget is not None and budget < 0:
+        _refuse("--budget takes 0 or more billable calls")
+    with session_scope() as session:
+        if parent_of(session, batch) is None:
+            _refuse(f"batch {batch} is not a rerun: only a rerun's budget holds cards back")
     settings = get_settings()
     with processing(settings, console, *source_folder(batch)) as (publish, follow):
         released = release(settings, batch, budget, publish)
@@ -171,13 +189,17 @@ def schedule_remove(name: Annotated[str, typer.Argument()]) -> None:
 @schedule_app.command("run-now")
 def schedule_run_now(name: Annotated[str, typer.Argument()]) -> None:
     """Fire the schedule now, recorded as a firing like any slot."""
-    from app.embedded import processing
-    from db.schedules import ScheduleError
+    from app.embedded import processing, source_folder
+    from db.schedules import ScheduleError, by_name
+    from db.session import session_scope
     from producers.rerun import run_now
 
     settings = get_settings()
     try:
-        with processing(settings, console) as (publish, follow):
+        with session_scope() as session:
+            lineage = by_name(session, name).batch_id
+        # the lineage's images, served to URL-only providers in embedded mode, as `rerun` does
+        with processing(settings, console, *source_folder(lineage)) as (publish, follow):
             fired = run_now(settings, name, publish)
             if fired and fired.get("batch") is not None:
                 follow(fired["batch"])
@@ -199,11 +221,17 @@ def drift_cmd(
     from db.session import session_scope
 
     require_batch(batch)
+    if limit < 0:
+        _refuse("--limit takes 0 or more (0 lists no card, the counts stay whole)")
+    if against is not None:
+        require_batch(against)
+        if against == batch:
+            _refuse(f"--against {against} is batch {batch} itself: name another batch")
     with session_scope() as session:
         other = against if against is not None else parent_of(session, batch)
         if other is None:
-            console.print(f"[red]batch {batch} is not a rerun;[/red] name one with --against")
-            raise typer.Exit(2)
+            _refuse(f"batch {batch} is not a rerun; name one with --against")
+        assert other is not None
         _print(drift(session, batch, other, limit=limit).as_dict())
 
 
@@ -215,10 +243,20 @@ def history(
     """Every verification of one card across batches, masked."""
     from db.history import history as card_history
     from db.session import session_scope
+    from idbatch.domain import WarningCode
+    from idbatch.idnumber import IdNumberError, check
 
     if (ref is None) == (id_number is None):
-        console.print("[red]give exactly one of --ref and --id-number[/red]")
-        raise typer.Exit(2)
+        _refuse("give exactly one of --ref and --id-number")
+    if id_number is not None:
+        id_number = "".join(id_number.split())  # "110101 19921130 429X", as printed on forms
+        try:
+            check(id_number)
+        except IdNumberError as exc:
+            # only a shape no card has is refused: a number a provider read with a bad
+            # check digit or an unknown region can still be in the record
+            if exc.code == WarningCode.ID_FORMAT_INVALID or not id_number:
+                _refuse(f"--id-number: {exc}")
     with session_scope() as session:
         _print(card_history(session, ref=ref, id_number=id_number))
 
@@ -232,20 +270,36 @@ def billing(
     against: Annotated[Path | None, typer.Option(help="provider usage CSV: day,account,billable")] = None,
 ) -> None:
     """Per account and day: calls, billable, in doubt, reused (not billed); --against diffs."""
-    from db.billing import compare_usage, summary
+    from db.billing import UsageError, compare_usage, summary
     from db.session import session_scope
+    from idbatch.providers import KNOWN_PROVIDERS
 
     try:
-        first, last = dt.date.fromisoformat(from_), dt.date.fromisoformat(to)
-    except ValueError as exc:
-        console.print("[red]--from and --to take YYYY-MM-DD[/red]")
-        raise typer.Exit(2) from exc
+        first, last = _day(from_), _day(to)
+    except ValueError:
+        _refuse("--from and --to take YYYY-MM-DD")
+    if first > last:
+        _refuse(f"--from {first} is after --to {last}")
+    if provider is not None and provider not in KNOWN_PROVIDERS:
+        _refuse(f"unknown provider {provider!r}; one of {', '.join(sorted(KNOWN_PROVIDERS))}")
+    if against is not None and provider is None:
+        _refuse("--against compares one provider's usage export: give --provider")
     with session_scope() as session:
         rows = summary(session, first, last, provider=provider, account=account)
     out: dict[str, Any] = {"rows": rows}
     if against is not None:
-        out["differences"] = compare_usage(rows, against)
+        try:
+            out["differences"] = compare_usage(rows, against, first, last, account=account)
+        except UsageError as exc:
+            _refuse(f"--against {against}: {exc}")
     _print(out)
+
+
+def _day(text: str) -> dt.date:
+    """A day written YYYY-MM-DD, nothing else (``fromisoformat`` also takes 20261201)."""
+    if len(text) != 10 or text[4] != "-" or text[7] != "-":
+        raise ValueError(text)
+    return dt.date.fromisoformat(text)
 
 
 @app.command("export")
@@ -261,9 +315,13 @@ def export_cmd(
     from db import export as rows_of
     from db.audit import actor, record_reveal
     from db.session import session_scope
-    from idbatch.export import ExportError, export
+    from idbatch.export import ExportError, check_destination, export
 
     require_batch(batch)
+    try:
+        check_destination(out)  # before the audit row: a reveal that cannot be written is none
+    except ExportError as exc:
+        _refuse(str(exc))
     settings = get_settings()
     if reveal:
         allowed = settings.reveal_actors or ([] if settings.env == "production" else [actor()])
@@ -278,8 +336,7 @@ def export_cmd(
                 rows_of.column_pages(session, batch, reveal=reveal), rows_of.COLUMNS, format_, out, settings
             )
     except ExportError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        _refuse(str(exc))
     summary = {"batch": batch, "rows": n, "format": format_, "out": out, "masked": not reveal}
     if out == "-":  # stdout holds the file: the summary goes to stderr
         sys.stderr.write(json.dumps(summary) + "\n")

@@ -86,23 +86,97 @@ def summary(
     return [rows[k] for k in sorted(rows)]
 
 
-def compare_usage(rows: list[dict[str, Any]], usage_csv: Path) -> list[dict[str, Any]]:
-    """Days/accounts where the provider's count (CSV ``day,account,billable``) falls
-    outside ``[billable, billable + in_doubt]`` of ours, or is on one side only."""
-    ours = {(r["day"], r["account"]): r for r in rows if r["account"] != "-"}
+class UsageError(ValueError):
+    """A usage export that cannot be read as ``day,account,billable``: said with its line."""
+
+
+USAGE_COLUMNS = ("day", "account", "billable")
+
+
+def read_usage(
+    usage_csv: Path, first: dt.date, last: dt.date, *, account: str | None = None
+) -> dict[tuple[str, str], int]:
+    """The provider's billable count per (day, account) from its usage CSV, for the days
+    ``first..last`` (and ``account``, if given) only: rows outside the range are the
+    provider's other days, not differences.
+
+    Streamed row by row into one total per day and account, so the memory is the number
+    of days × accounts, not the file's rows. Headers are matched without case or spaces
+    and a UTF-8 byte-order mark (an Excel export) is skipped; other columns are ignored.
+    A day is ``YYYY-MM-DD`` and a count a whole number ≥ 0: anything else is refused with
+    its line number, not guessed (``12/01/2026`` could be either month).
+    """
     theirs: dict[tuple[str, str], int] = {}
-    with usage_csv.open(newline="", encoding="utf-8") as fh:
-        for rec in csv.DictReader(fh):
-            key = (rec["day"].strip(), rec["account"].strip())
-            theirs[key] = theirs.get(key, 0) + int(rec["billable"])
+    try:
+        with usage_csv.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise UsageError("empty file: the first line must be the header day,account,billable")
+            names = [h.strip().lower() for h in header]
+            missing = [c for c in USAGE_COLUMNS if c not in names]
+            if missing:
+                raise UsageError(f"no column {', '.join(missing)} in the header (needs day,account,billable)")
+            i_day, i_acc, i_billed = (names.index(c) for c in USAGE_COLUMNS)
+            width = max(i_day, i_acc, i_billed) + 1
+            for rec in reader:
+                line = reader.line_num
+                if not any(field.strip() for field in rec):
+                    continue  # a blank line
+                if len(rec) < width:
+                    raise UsageError(f"line {line}: {len(rec)} fields, the header has {len(names)}")
+                day_text, acc, billed_text = rec[i_day].strip(), rec[i_acc].strip(), rec[i_billed].strip()
+                day = _usage_day(day_text, line)
+                if not billed_text.isascii() or not billed_text.isdigit():
+                    raise UsageError(f"line {line}: billable {billed_text!r} is not a whole number >= 0")
+                if not first <= day <= last or (account is not None and acc != account):
+                    continue
+                key = (day.isoformat(), acc)
+                theirs[key] = theirs.get(key, 0) + int(billed_text)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"not UTF-8 text (byte {exc.start}): save the export as UTF-8 CSV") from exc
+    except csv.Error as exc:
+        raise UsageError(f"not a CSV file ({exc})") from exc
+    except OSError as exc:
+        raise UsageError(exc.strerror or type(exc).__name__) from exc
+    return theirs
+
+
+def _usage_day(text: str, line: int) -> dt.date:
+    try:
+        if len(text) != 10 or text[4] != "-" or text[7] != "-":
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"line {line}: day {text[:40]!r} is not YYYY-MM-DD") from None
+
+
+def compare_usage(
+    rows: list[dict[str, Any]],
+    usage_csv: Path,
+    first: dt.date,
+    last: dt.date,
+    *,
+    account: str | None = None,
+) -> list[dict[str, Any]]:
+    """Days/accounts where the provider's count (CSV ``day,account,billable``) falls
+    outside ``[billable, billable + in_doubt]`` of ours, or is on one side only.
+
+    ``rows`` are one provider's (a usage export is one provider's: the command asks for
+    ``--provider``); were there several, an account name two providers share would add
+    up both, so the rows of one (day, account) are summed, never overwritten.
+    """
+    ours: dict[tuple[str, str], tuple[int, int]] = {}
+    for r in rows:
+        if r["account"] != "-":
+            key = (r["day"], r["account"])
+            low, doubt = ours.get(key, (0, 0))
+            ours[key] = (low + r["billable"], doubt + r["in_doubt"])
+    theirs = read_usage(usage_csv, first, last, account=account)
     out = []
     for key in sorted(set(ours) | set(theirs)):
-        mine = ours.get(key)
+        low, doubt = ours.get(key, (0, 0))
         billed = theirs.get(key, 0)
-        low = mine["billable"] if mine else 0
-        high = low + (mine["in_doubt"] if mine else 0)
-        if not low <= billed <= high:
-            out.append(
-                {"day": key[0], "account": key[1], "ours": low, "in_doubt": high - low, "provider": billed}
-            )
+        if not low <= billed <= low + doubt:
+            out.append({"day": key[0], "account": key[1], "ours": low, "in_doubt": doubt, "provider": billed})
     return out

@@ -142,6 +142,35 @@ def write_parquet(pages: Iterable[Page], columns: Sequence[str], path: Dest) -> 
 WRITERS = {"csv": write_csv, "jsonl": write_jsonl, "parquet": write_parquet}
 
 
+def check_destination(out: str) -> None:
+    """Refuse, before anything is read or audited, a local destination that cannot be
+    written: empty, a directory, a missing or read-only folder. (``s3://`` is checked by
+    ``export``: its allowlist and URL.)"""
+    if out == STDOUT or out.startswith("s3://"):
+        return
+    if not out.strip():
+        raise ExportError("--out is empty: give a file path, s3://bucket/key or -")
+    path = Path(out)
+    if path.is_dir():
+        raise ExportError(f"--out {out} is a directory: name a file in it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ExportError(f"--out {out}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ExportError(f"--out {out}: not writable by this user")
+
+
+def _private_file(path: Path) -> None:
+    """Create (or truncate) the result file readable by its owner only, before a writer
+    opens it: results hold PII, masked or revealed, and a umask of 022 would leave them
+    world-readable. Writers that open the path themselves (Arrow) keep the mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    finally:
+        os.close(fd)
+
+
 def export(pages: Iterable[Page], columns: Sequence[str], fmt: str, out: str, settings: Settings) -> int:
     """Write ``pages`` to ``out`` (a path, ``s3://bucket/key`` or ``-``) as ``fmt``; rows written.
 
@@ -156,14 +185,19 @@ def export(pages: Iterable[Page], columns: Sequence[str], fmt: str, out: str, se
             raise ExportError("Parquet is not written to stdout (--out -): give a file path or s3:// URL")
         return writer(pages, columns, sys.stdout.buffer)
     if not out.startswith("s3://"):
-        return writer(pages, columns, Path(out))
+        path = Path(out)
+        _private_file(path)
+        return writer(pages, columns, path)
     from idbatch.storage import s3_allowlist, s3_ref_allowed
     from idbatch.storage.s3 import make_client, parse_s3_url
 
     # Results hold PII (masked or not): only to buckets allowed for this deployment's data.
     if not s3_ref_allowed(out, s3_allowlist(settings)):
         raise ExportError(f"{out} is not in IDBATCH_S3_ALLOWED")
-    bucket, key = parse_s3_url(out)
+    try:
+        bucket, key = parse_s3_url(out)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
     fd, name = tempfile.mkstemp(suffix=f".{fmt}")
     os.close(fd)
     try:

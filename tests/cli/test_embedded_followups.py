@@ -6,6 +6,7 @@ would leave its jobs queued for good (a new-user review found exactly that).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def statuses(batch_id: int) -> dict[JobStatus, int]:
 def test_rerun_and_retry_failed_are_processed_in_process(
     env: Env, simulator: Simulator, tmp_path: Path
 ) -> None:
-    generate_sample(tmp_path / "cards", 10, seed=5, defects=False)
+    sample = generate_sample(tmp_path / "cards", 10, seed=5, defects=False)
     simulator.state.registry = load_registry(tmp_path / "cards" / "registry.jsonl")  # type: ignore[attr-defined]
     env(acedata_base_url=simulator.url)
     code, out = invoke("submit", str(tmp_path / "cards" / "manifest.csv"), "--provider", "acedata")
@@ -65,6 +66,39 @@ def test_rerun_and_retry_failed_are_processed_in_process(
     code, out = invoke("retry-failed", str(child))
     assert code == 0, out
     assert JobStatus.FAILED not in statuses(child) and set(statuses(child)) <= TERMINAL_STATUSES
+
+    # run-now of a schedule serves the lineage's images as `rerun` does (it served none:
+    # every card failed with the provider's DownLoadError after six attempts)
+    billed_before = simulator.stats()["billable"]
+    code, out = invoke("schedule", "add", "nightly", "--batch", str(parent), "--cron", "0 2 * * *")
+    assert code == 0, out
+    code, out = invoke("schedule", "run-now", "nightly")
+    assert code == 0, out
+    with session_scope() as session:
+        fired = session.scalar(select(func.max(Batch.id)).where(Batch.kind == BatchKind.RERUN))
+    assert fired is not None and fired != child
+    done = statuses(fired)
+    assert sum(done.values()) == 10 and JobStatus.FAILED not in done and set(done) <= TERMINAL_STATUSES
+    assert simulator.stats()["billable"] == billed_before + 10
+
+    # mistakes are one line and exit 2 (a new-user review found them accepted, or raw)
+    for args, reason in [
+        (("drift", str(fired), "--against", "999"), "batch 999 does not exist"),
+        (("drift", str(fired), "--against", str(fired)), "itself"),
+        (("drift", str(fired), "--limit", "-1"), "--limit takes 0 or more"),
+        (("history", "--id-number", "12345"), "must be 17 digits"),
+        (("history", "--id-number", ""), "--id-number"),
+        (("rerun-release", str(parent)), "is not a rerun"),
+        (("rerun-release", str(fired), "--budget", "-1"), "--budget takes 0 or more"),
+    ]:
+        code, out = invoke(*args)
+        assert (code, len(out.strip().splitlines())) == (2, 1), (args, out)
+        assert reason in out, (args, out)
+    # an ID number as forms print it, in groups of 6-8-4, is the same card
+    number = sample[0].values["id_number"]
+    code, out = invoke("history", "--id-number", f"{number[:6]} {number[6:14]} {number[14:]}")
+    assert code == 0, out
+    assert [e["batch"] for e in json.loads(out)] == [parent, child, fired]  # oldest first
 
 
 def test_the_api_refuses_the_in_memory_broker(env: Env) -> None:

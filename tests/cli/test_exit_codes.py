@@ -89,3 +89,23 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "1", done
     assert (tmp_path / "err").read_text() == ""
+
+
+def test_a_setting_that_is_not_json_is_exit_2_naming_it(env: Env) -> None:
+    """``IDBATCH_REVEAL_ACTORS=alice`` (a list wants ``'["alice"]'``): pydantic-settings'
+    SettingsError was "error: SettingsError: …", exit 1, though bad settings are exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    env()
+    done = subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", "batches"],
+        env={**os.environ, "IDBATCH_REVEAL_ACTORS": "alice"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done
+    expected = "error: invalid settings (IDBATCH_REVEAL_ACTORS: not valid JSON for its type)"
+    assert done.stderr.strip() == expected

@@ -35,6 +35,7 @@ def test_csv_jsonl_parquet_hold_one_masked_row_per_job(stack: Stack, tmp_path: P
         result = runner.invoke(cli, ["export", str(child), "--format", fmt, "--out", str(out)])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["rows"] == 6
+        assert out.stat().st_mode & 0o777 == 0o600, fmt  # PII, masked or not: the owner's only
     with (tmp_path / "out.csv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -62,9 +63,16 @@ def test_reveal_is_scope_checked_and_audited(stack: Stack, env: object, tmp_path
     refused = runner.invoke(cli, ["export", str(parent), "--format", "jsonl", "--out", str(out), "--reveal"])
     assert refused.exit_code == 2 and not out.exists()
     env(actor="auditor")  # type: ignore[operator]
+    # a destination that cannot be written is refused before the audit row: no reveal happened
+    for bad in ("", str(tmp_path), str(tmp_path / "no" / "such" / "x.jsonl"), "s3://"):
+        nowhere = runner.invoke(cli, ["export", str(parent), "--format", "jsonl", "--out", bad, "--reveal"])
+        assert nowhere.exit_code == 2 and len(nowhere.output.strip().splitlines()) == 1, (bad, nowhere.output)
+    out.write_text("an older file, world-readable\n", encoding="utf-8")
+    out.chmod(0o644)
     shown = runner.invoke(cli, ["export", str(parent), "--format", "jsonl", "--out", str(out), "--reveal"])
     assert shown.exit_code == 0, shown.output
     assert ID_NUMBER_RE.search(out.read_text(encoding="utf-8"))
+    assert out.stat().st_mode & 0o777 == 0o600  # the revealed file is the owner's only, even over 0644
     with session_scope() as session:
         events = session.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.batch_id)).all()
         assert [tuple(e) for e in events] == [("auditor", "export --reveal", parent)]

@@ -66,14 +66,23 @@ def test_billing_per_account_and_day_and_the_usage_diff(stack: Stack, tmp_path: 
     assert [r["reused"] for r in rows if r["account"] == "-"] == [6]
     usage = tmp_path / "usage.csv"
     usage.write_text(f"day,account,billable\n{today},{account},12\n{today},other,3\n", encoding="utf-8")
-    assert compare_usage(rows, usage) == [
+    assert compare_usage(rows, usage, today, today) == [
         {"day": str(today), "account": "other", "ours": 0, "in_doubt": 0, "provider": 3}
     ]
-    result = CliRunner().invoke(
-        cli, ["billing", "--from", str(today), "--to", str(today), "--against", str(usage)]
-    )
+    provider = billed[0]["provider"]
+    days = ["--from", str(today), "--to", str(today)]
+    result = CliRunner().invoke(cli, ["billing", *days, "--provider", provider, "--against", str(usage)])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.output)["differences"]) == 1
+    # one account asked for: the other account's usage is not a difference
+    result = CliRunner().invoke(
+        cli, ["billing", *days, "--provider", provider, "--account", account, "--against", str(usage)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["differences"] == []
+    # a usage export is one provider's: without --provider there is nothing to compare it with
+    result = CliRunner().invoke(cli, ["billing", *days, "--against", str(usage)])
+    assert result.exit_code == 2 and "give --provider" in result.output
 
 
 def test_report_of_a_rerun_has_a_drift_section(stack: Stack) -> None:
