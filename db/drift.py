@@ -52,6 +52,7 @@ class DriftReport:
     against: int
     compared: int = 0
     not_compared: int = 0
+    changed: int = 0  # every changed card, however many ``changes`` lists (``limit``)
     changes: list[dict[str, Any]] = field(default_factory=list)
     by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -61,7 +62,8 @@ class DriftReport:
             "against": self.against,
             "compared": self.compared,
             "not_compared": self.not_compared,
-            "changed": len(self.changes),
+            "changed": self.changed,
+            "listed": len(self.changes),
             "by_kind": dict(self.by_kind),
             "changes": self.changes,
         }
@@ -166,6 +168,7 @@ def drift(session: Session, batch_id: int, against: int, *, limit: int | None = 
         report.compared += 1
         if change is None:
             continue
+        report.changed += 1
         for kind in change:
             report.by_kind[kind] += 1
         if limit is None or len(report.changes) < limit:

@@ -65,6 +65,9 @@ def test_rerun_schedule_drift_and_export_on_sqlite(
     with session_scope() as session:
         report = drift(session, child, parent)
     assert [c["ref"] for c in report.changes] == [sample[0].values["external_ref"]]
+    with session_scope() as session:  # a limit shortens the list, not the count
+        capped_report = drift(session, child, parent, limit=0).as_dict()
+    assert (capped_report["changed"], capped_report["listed"], capped_report["changes"]) == (1, 0, [])
 
     with session_scope() as session:
         assert export(column_pages(session, child), COLUMNS, "csv", str(tmp_path / "o.csv"), settings) == 5
