@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -48,8 +48,7 @@ def _policy(
             budget=budget,
         )
     except PolicyError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        _refuse(str(exc))
 
 
 def _print(data: Any) -> None:
@@ -61,7 +60,7 @@ def _print(data: Any) -> None:
     sys.stdout.flush()
 
 
-def _refuse(message: str) -> None:
+def _refuse(message: str) -> NoReturn:
     """A usage error: one line on stderr (stdout may be a file being written), exit 2."""
     err_console.print(message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
@@ -131,13 +130,14 @@ def schedule_add(
     from db.session import session_scope
     from idbatch.reruns import PolicyError
 
+    if not name.strip():
+        _refuse("a schedule needs a name")
     policy = _policy(only, older_than, expiring, ref_prefix, budget)
     try:
         with session_scope() as session:
             schedules.add(session, name, cron, batch, policy)
     except (PolicyError, schedules.ScheduleError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        _refuse(str(exc))
     console.print(f"schedule {name} added")
 
 
@@ -163,8 +163,7 @@ def _change(name: str, action: str) -> None:
             else:
                 schedules.set_paused(session, name, action == "pause")
     except schedules.ScheduleError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        _refuse(str(exc))
     console.print(f"schedule {name}: {action}d")
 
 
@@ -205,8 +204,7 @@ def schedule_run_now(name: Annotated[str, typer.Argument()]) -> None:
                 follow(fired["batch"])
         _print(fired)
     except ScheduleError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        _refuse(str(exc))
 
 
 @app.command("drift")
@@ -231,7 +229,6 @@ def drift_cmd(
         other = against if against is not None else parent_of(session, batch)
         if other is None:
             _refuse(f"batch {batch} is not a rerun; name one with --against")
-        assert other is not None
         _print(drift(session, batch, other, limit=limit).as_dict())
 
 

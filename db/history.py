@@ -8,6 +8,7 @@ never stored or searched in clear.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -53,7 +54,7 @@ def history(
                 "warnings": codes,
                 "answered_at": None
                 if result is None or result.answered_at is None
-                else result.answered_at.isoformat(),
+                else _utc(result.answered_at).isoformat(),
                 "reused_from": job.reused_from,
                 "billed": billable is not None,
                 "name": None if result is None else mask_name(v.decrypt(result.name_enc, AD_NAME)),
@@ -65,3 +66,8 @@ def history(
             }
         )
     return out
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """SQLite gives back naive datetimes; they were written in UTC (as ``idbatch export`` says)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -98,7 +98,11 @@ def test_rerun_and_retry_failed_are_processed_in_process(
     number = sample[0].values["id_number"]
     code, out = invoke("history", "--id-number", f"{number[:6]} {number[6:14]} {number[14:]}")
     assert code == 0, out
-    assert [e["batch"] for e in json.loads(out)] == [parent, child, fired]  # oldest first
+    entries = json.loads(out)
+    assert [e["batch"] for e in entries] == [parent, child, fired]  # oldest first
+    assert all(e["answered_at"].endswith("+00:00") for e in entries)  # UTC, as export says
+    code, out = invoke("schedule", "add", " ", "--batch", str(parent), "--cron", "0 2 * * *")
+    assert code == 2 and "needs a name" in out
 
 
 def test_the_api_refuses_the_in_memory_broker(env: Env) -> None:
