@@ -315,11 +315,11 @@ def export_cmd(
     from idbatch.export import ExportError, check_destination, export
 
     require_batch(batch)
+    settings = get_settings()
     try:
-        check_destination(out)  # before the audit row: a reveal that cannot be written is none
+        check_destination(out, settings)  # before the audit row: a reveal that cannot be written is none
     except ExportError as exc:
         _refuse(str(exc))
-    settings = get_settings()
     if reveal:
         allowed = settings.reveal_actors or ([] if settings.env == "production" else [actor()])
         if actor() not in allowed:

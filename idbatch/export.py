@@ -142,11 +142,14 @@ def write_parquet(pages: Iterable[Page], columns: Sequence[str], path: Dest) -> 
 WRITERS = {"csv": write_csv, "jsonl": write_jsonl, "parquet": write_parquet}
 
 
-def check_destination(out: str) -> None:
-    """Refuse, before anything is read or audited, a local destination that cannot be
-    written: empty, a directory, a missing or read-only folder. (``s3://`` is checked by
-    ``export``: its allowlist and URL.)"""
-    if out == STDOUT or out.startswith("s3://"):
+def check_destination(out: str, settings: Settings) -> None:
+    """Refuse, before anything is read or audited, a destination that cannot be written:
+    empty, a directory, a missing or read-only folder, an ``s3://`` URL without a bucket
+    or outside ``IDBATCH_S3_ALLOWED``. (``export`` checks again: it is called alone too.)"""
+    if out == STDOUT:
+        return
+    if out.startswith("s3://"):
+        _s3_destination(out, settings)
         return
     if not out.strip():
         raise ExportError("--out is empty: give a file path, s3://bucket/key or -")
@@ -158,6 +161,20 @@ def check_destination(out: str) -> None:
         raise ExportError(f"--out {out}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ExportError(f"--out {out}: not writable by this user")
+
+
+def _s3_destination(out: str, settings: Settings) -> tuple[str, str]:
+    from idbatch.storage import s3_allowlist, s3_ref_allowed
+    from idbatch.storage.s3 import parse_s3_url
+
+    try:
+        bucket, key = parse_s3_url(out)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
+    # Results hold PII (masked or not): only to buckets allowed for this deployment's data.
+    if not s3_ref_allowed(out, s3_allowlist(settings)):
+        raise ExportError(f"{out} is not in IDBATCH_S3_ALLOWED")
+    return bucket, key
 
 
 def _private_file(path: Path) -> None:
@@ -188,16 +205,9 @@ def export(pages: Iterable[Page], columns: Sequence[str], fmt: str, out: str, se
         path = Path(out)
         _private_file(path)
         return writer(pages, columns, path)
-    from idbatch.storage import s3_allowlist, s3_ref_allowed
-    from idbatch.storage.s3 import make_client, parse_s3_url
+    from idbatch.storage.s3 import make_client
 
-    # Results hold PII (masked or not): only to buckets allowed for this deployment's data.
-    if not s3_ref_allowed(out, s3_allowlist(settings)):
-        raise ExportError(f"{out} is not in IDBATCH_S3_ALLOWED")
-    try:
-        bucket, key = parse_s3_url(out)
-    except ValueError as exc:
-        raise ExportError(str(exc)) from exc
+    bucket, key = _s3_destination(out, settings)
     fd, name = tempfile.mkstemp(suffix=f".{fmt}")
     os.close(fd)
     try:
