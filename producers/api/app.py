@@ -33,7 +33,7 @@ from pydantic import Field, ValidationError
 
 from db import api_reads
 from db.api_writes import KeyClaim
-from db.session import session_scope
+from db.session import session_scope, warm_pool
 from dispatch.publish import Publisher, publish_jobs
 from idbatch.logging import get_logger
 from idbatch.settings import Settings, get_settings
@@ -97,10 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Sync routes run in anyio's thread pool (40 threads by default); each holds one
-        # database connection, so never run more at once than the pool has connections (a
-        # request waits for a thread instead of failing on a pool timeout), and not many
-        # more than keep the core busy: more threads only fight over the GIL.
+        # database connection, so never run more at once than the pool has connections,
+        # and not many more than keep the core busy (more threads fight over the GIL).
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        await run_in_threadpool(warm_pool, threads)  # connected before the first request
         # Everything imported and built so far lives as long as the process: move it out
         # of the collector's sight, so a full collection (a latency spike of tens of ms
         # under load) walks only what requests allocate.
