@@ -82,3 +82,24 @@ def test_one_statement_and_three_statements_store_the_same(env: Env, api_db: str
     with session_scope() as session:
         assert len(session.scalars(select(Job.id)).all()) == 2
         assert len(session.scalars(select(Batch.id)).all()) == 2
+
+
+def test_the_api_opens_its_threads_connections_before_the_first_request(env: Env, api_db: str) -> None:
+    from starlette.testclient import TestClient
+
+    from producers.api.app import create_app
+
+    settings = env(database_url=api_db, api_threads="3", api_quota_per_s="0")
+    upgrade(settings.database_url)
+    engine().dispose()
+    assert engine().pool.checkedin() == 0  # type: ignore[attr-defined]
+    with TestClient(create_app(settings)):  # runs the lifespan, sends no request
+        assert engine().pool.checkedin() == 3  # type: ignore[attr-defined]
+
+
+def test_warming_a_database_that_refuses_is_not_fatal(env: Env) -> None:
+    from db.session import warm_pool
+    from tests.api.procs import free_port
+
+    env(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing")
+    assert warm_pool(3) == 0  # nothing listens there: no connection, no exception
