@@ -79,8 +79,16 @@ def tenants_add(
     ] = "",
     webhook_url: Annotated[str | None, typer.Option(help="default callback URL")] = None,
     quota: Annotated[float | None, typer.Option(help="requests/s (default IDBATCH_API_QUOTA_PER_S)")] = None,
+    accounts: Annotated[
+        str,
+        typer.Option(
+            help="comma separated provider:account (names in IDBATCH_ACCOUNTS) its jobs may use;"
+            " a provider not named: any of the deployment's accounts"
+        ),
+    ] = "",
 ) -> None:
     """Create a tenant; prints its API key and webhook secret ONCE (only hashes/tokens are kept)."""
+    from db.tenant_accounts import parse_accounts
     from db.tenants import TenantError, create_tenant
     from idbatch import images
 
@@ -99,6 +107,7 @@ def tenants_add(
             providers=_split(providers),
             webhook_url=webhook_url,
             quota_per_s=quota,
+            accounts=parse_accounts(_split(accounts)),
         )
     except TenantError as exc:
         console.print(f"[red]{exc}[/red]")
@@ -119,6 +128,26 @@ def tenants_add_key(
     except TenantError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+
+
+@tenants_app.command("accounts")
+def tenants_accounts(
+    name: Annotated[str, typer.Argument(help="tenant name")],
+    provider: Annotated[str, typer.Argument(help="provider")],
+    accounts: Annotated[
+        list[str] | None, typer.Argument(help="account names in IDBATCH_ACCOUNTS; none: lift the restriction")
+    ] = None,
+) -> None:
+    """Restrict a tenant's jobs on a provider to its own accounts (batches submitted from now on)."""
+    from db.tenant_accounts import set_accounts
+    from db.tenants import TenantError
+
+    try:
+        set_accounts(name, provider, list(accounts or []))
+    except TenantError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    print(json.dumps({"tenant": name, "provider": provider, "accounts": list(accounts or [])}))
 
 
 @tenants_app.command("list")

@@ -60,6 +60,7 @@ class Claim:
     line_number: int | None = None
     seq: int = 1  # this claim's number, never reused: attempt rows are numbered by it
     kind: str = "backfill"  # the batch's kind, a metrics label (read once per batch, no query)
+    accounts: tuple[str, ...] = ()  # the only accounts it may be called on (its tenant's); empty: any
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class _BatchFacts:
     source: str
     rerun: bool
     kind: str = "backfill"
+    accounts: tuple[str, ...] = ()
 
 
 # Provider, config, source and kind never change after a batch is created (its *state*
@@ -82,7 +84,7 @@ def _facts(session: Session, batch_id: int) -> _BatchFacts:
     facts = _batch_facts.get(key)
     if facts is None:
         row = session.execute(
-            select(Batch.provider, Batch.provider_config, Batch.source, Batch.kind).where(
+            select(Batch.provider, Batch.provider_config, Batch.source, Batch.kind, Batch.accounts).where(
                 Batch.id == batch_id
             )
         ).one()
@@ -92,6 +94,7 @@ def _facts(session: Session, batch_id: int) -> _BatchFacts:
             row.source,
             row.kind == BatchKind.RERUN,
             str(BatchKind(row.kind).value),
+            tuple(row.accounts or ()),
         )
         if len(_batch_facts) > 10_000:
             _batch_facts.clear()
@@ -247,6 +250,7 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
         line_number=row.line_number,
         seq=row.claim_seq,
         kind=facts.kind,
+        accounts=facts.accounts,
     )
 
 

@@ -84,6 +84,9 @@ class Batch(Base):
     finished_at: Mapped[dt.datetime | None]
     # The API tenant that submitted it (issue 14); CLI and S3 batches have none.
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id", ondelete="SET NULL"), index=True)
+    # The provider accounts (names in IDBATCH_ACCOUNTS) its jobs may be called and billed
+    # on, fixed at submit from its tenant's; null: any of the deployment's accounts.
+    accounts: Mapped[list[str] | None] = mapped_column(JSON)
 
     jobs: Mapped[list[Job]] = relationship(back_populates="batch", lazy="raise")
 

@@ -39,6 +39,9 @@ class Tenant(Base):
     s3_allowed: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Providers it may use; empty: only the deployment's default provider.
     providers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Per provider, the accounts of IDBATCH_ACCOUNTS (names, never secrets) its jobs may
+    # use; a provider not named here (or null): all of the deployment's accounts.
+    accounts: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
     webhook_url: Mapped[str | None] = mapped_column(Text)
     webhook_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     # The secret being rotated out: deliveries are signed with both until this time.

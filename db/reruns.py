@@ -193,6 +193,7 @@ def create_rerun(
         kind=BatchKind.RERUN,
         provider=parent.provider,
         provider_config=dict(parent.provider_config or {}),
+        accounts=parent.accounts,  # a rerun of a tenant's batch pays on the same accounts
     )
     session.add(batch)
     session.flush()

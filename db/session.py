@@ -71,6 +71,29 @@ def engine() -> Engine:
     )
 
 
+def warm_pool(n: int) -> int:
+    """Open ``n`` pooled connections now and put them back; how many opened.
+
+    For a server about to take requests (the API's start-up): otherwise its first
+    requests each pay a Postgres connect (a backend fork, TLS, the pool's first-connect
+    events) while the load is already arriving, and on a 2-core box that queue took
+    a second or two to drain (``bench/api.py``'s first-second p99). Best effort: a
+    database that refuses now is the first request's problem, answered 503.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    opened: list[Any] = []
+    try:
+        for _ in range(n):
+            opened.append(engine().connect())
+    except SQLAlchemyError:
+        pass
+    finally:
+        for conn in opened:
+            conn.close()
+    return len(opened)
+
+
 @lru_cache(maxsize=1)
 def session_factory() -> sessionmaker[Session]:
     return sessionmaker(engine(), expire_on_commit=False)

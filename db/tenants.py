@@ -43,6 +43,14 @@ class Principal:
     providers: tuple[str, ...]
     quota_per_s: float | None
     webhook_url: str | None
+    # (provider, account names) pairs: the tenant's own accounts; a provider not named
+    # here runs on any of the deployment's accounts (``db.tenant_accounts``). Pairs, not
+    # a dict: the dataclass stays frozen and hashable.
+    accounts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def accounts_for(self, provider: str) -> tuple[str, ...]:
+        """The accounts this tenant's jobs on ``provider`` may use; empty: any."""
+        return next((names for p, names in self.accounts if p == provider), ())
 
 
 def _hash(secret: str) -> str:
@@ -64,8 +72,13 @@ def create_tenant(
     providers: list[str] | None = None,
     webhook_url: str | None = None,
     quota_per_s: float | None = None,
+    accounts: dict[str, list[str]] | None = None,
 ) -> tuple[int, str, str]:
     """A new tenant with one API key: (tenant id, the key, the webhook secret), shown once."""
+    from db.tenant_accounts import check_accounts
+
+    if accounts:
+        check_accounts(accounts)
     with session_scope() as session:
         if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
             raise TenantError(f"tenant {name!r} exists")
@@ -77,6 +90,7 @@ def create_tenant(
             webhook_url=webhook_url,
             webhook_secret_enc=vault().encrypt(secret, AD_WEBHOOK_SECRET),
             quota_per_s=quota_per_s,
+            accounts=accounts or None,
         )
         session.add(tenant)
         session.flush()
@@ -133,6 +147,7 @@ def list_tenants() -> list[dict[str, Any]]:
                 "providers": t.providers,
                 "webhook_url": t.webhook_url,
                 "quota_per_s": t.quota_per_s,
+                "accounts": t.accounts or {},
                 "keys": [
                     {"key_id": k.key_id, "scopes": k.scopes, "revoked": k.revoked_at is not None}
                     for k in keys
@@ -198,6 +213,7 @@ def authenticate(token: str) -> Principal | None:
         tuple(t.providers or ()),
         t.quota_per_s,
         t.webhook_url,
+        tuple((p, tuple(names)) for p, names in sorted((t.accounts or {}).items()) if names),
     )
 
 
@@ -211,11 +227,20 @@ def create_tenant_batch(
     callback_url: str | None,
     event: str,
     progress_step: int | None = None,
+    accounts: tuple[str, ...] = (),
 ) -> int:
-    """A batch owned by ``tenant_id``, with its callback row when someone wants to hear of its end."""
+    """A batch owned by ``tenant_id``, with its callback row when someone wants to hear of its end.
+
+    ``accounts``: the tenant's accounts for ``provider`` (empty: any), fixed on the batch.
+    """
     with session_scope() as session:
         batch = Batch(
-            source=source, kind=kind, provider=provider, provider_config=config, tenant_id=tenant_id
+            source=source,
+            kind=kind,
+            provider=provider,
+            provider_config=config,
+            tenant_id=tenant_id,
+            accounts=list(accounts) or None,
         )
         session.add(batch)
         session.flush()

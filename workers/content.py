@@ -26,7 +26,8 @@ def _digest(source: ImageSource | None) -> str | None:
 
 
 def content_key(claimed: Claim, front: ImageSource, back: ImageSource | None) -> str:
-    """What is verified: image bytes, provider, its config, the claimed identity (keyed hash)."""
+    """What is verified: image bytes, provider, its config, the claimed identity (keyed hash);
+    and the accounts it may be paid on, when its batch has its tenant's own."""
     v = vault()
     material = json.dumps(
         [
@@ -36,6 +37,10 @@ def content_key(claimed: Claim, front: ImageSource, back: ImageSource | None) ->
             _digest(back),
             v.decrypt(claimed.claimed_name_enc, AD_CLAIMED_NAME),
             v.decrypt(claimed.claimed_id_enc, AD_CLAIMED_ID),
+            # A tenant with accounts of its own reuses (and waits for) only answers paid on
+            # those accounts, never another tenant's. Absent when unrestricted, so every
+            # key computed before per-tenant accounts existed stays the same.
+            *([sorted(claimed.accounts)] if claimed.accounts else []),
         ],
         ensure_ascii=False,
         sort_keys=True,

@@ -45,6 +45,19 @@ class Runtime:
                 self._providers[name] = {p.account: p for p in built}
             return self._providers[name]
 
+    def allowed(self, name: str, only: tuple[str, ...]) -> dict[str, Provider]:
+        """The adapters a job may be called (and billed) on: every account of the provider,
+        or, when its batch names its tenant's accounts, only those.
+
+        An account that is named but not configured is left out, never replaced by
+        another: with none left the job waits (``verify`` defers it as account_blocked)
+        rather than run on an account that is not its tenant's.
+        """
+        adapters = self.accounts(name)
+        if not only:
+            return adapters
+        return {a: p for a, p in adapters.items() if a in only}
+
     def provider(self, name: str, account: str | None = None) -> Provider:
         """One account's adapter (default: the first configured)."""
         adapters = self.accounts(name)

@@ -93,6 +93,12 @@ def process_job(
 def _process_claimed(
     claimed: Claim, rt: Runtime, policy: RetryPolicy, now: Callable[[], dt.datetime]
 ) -> Outcome:
+    # Only the accounts the batch may use (its tenant's own, if it has any): a blocked one
+    # falls over to another of these, never to an account of someone else.
+    adapters = rt.allowed(claimed.provider, claimed.accounts)
+    if not adapters:
+        reason = f"none of the batch's accounts is configured: {', '.join(claimed.accounts)}"
+        return record.defer(claimed, policy.blocked_pause_s, ErrorClass.ACCOUNT_BLOCKED, reason, rt)
     # prepare: the images, then "is this card already paid for?"
     column = "front_image"
     try:
@@ -111,7 +117,7 @@ def _process_claimed(
     except StorageUnavailable as exc:
         # The image store failed, not the provider (no call was made): retry like a 5xx.
         error = errors.Unavailable(f"{column}: {exc}", side=column.removesuffix("_image"))
-        account = rt.provider(claimed.provider).account
+        account = next(iter(adapters))
         return record.finish_error(claimed, error, now(), 0.0, account, policy, rt, handoff=None)
 
     key = content_key(claimed, front, back)
@@ -121,7 +127,6 @@ def _process_claimed(
     request = VerifyRequest(
         job_id=claimed.job_id, front=front, back=back, config=claimed.config, answered=answered
     )
-    adapters = rt.accounts(claimed.provider)
     started = now()
     # Write-ahead: with one account, the in-flight rows are committed *before* the rate
     # slot is taken, so nothing but the send stands between a timed grant and the call

@@ -33,7 +33,7 @@ from pydantic import Field, ValidationError
 
 from db import api_reads
 from db.api_writes import KeyClaim
-from db.session import session_scope
+from db.session import session_scope, warm_pool
 from dispatch.publish import Publisher, publish_jobs
 from idbatch.logging import get_logger
 from idbatch.settings import Settings, get_settings
@@ -87,6 +87,7 @@ def _refused(exc: Refused) -> HTTPProblem:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     gate = Gate.for_settings(settings)
+    threads = max(1, min(settings.api_threads, settings.worker_concurrency))  # per pool, see lifespan
     publisher: Publisher = (
         LingeringPublisher(settings.api_publish_linger_ms / 1000)
         if settings.api_publish_linger_ms > 0
@@ -96,11 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Sync routes run in anyio's thread pool (40 threads by default); each holds one
-        # database connection, so never run more at once than the pool has connections (a
-        # request waits for a thread instead of failing on a pool timeout), and not many
-        # more than keep the core busy: more threads only fight over the GIL.
-        limiter = anyio.to_thread.current_default_thread_limiter()
-        limiter.total_tokens = max(1, min(settings.api_threads, settings.worker_concurrency))
+        # database connection, so never run more at once than the pool has connections,
+        # and not many more than keep the core busy (more threads fight over the GIL).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        await run_in_threadpool(warm_pool, threads)  # connected before the first request
         # Everything imported and built so far lives as long as the process: move it out
         # of the collector's sight, so a full collection (a latency spike of tens of ms
         # under load) walks only what requests allocate.
@@ -390,7 +390,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     if settings.api_fast_path:
-        app.add_middleware(SingleCardFastPath, submit=submit_verification)  # inside BodyLimit
+        app.add_middleware(SingleCardFastPath, submit=submit_verification, threads=threads)  # in BodyLimit
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     return app
 

@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from db.models_api import Tenant
 from db.session import session_scope
+from db.tenant_accounts import account_pairs
 from db.tenants import Principal, claim_idempotency_key, complete_idempotency_key, release_idempotency_key
 from dispatch.app import SUBMIT
 from idbatch.logging import get_logger
@@ -53,6 +54,7 @@ def _principal(tenant: str) -> Principal | None:
             tuple(t.providers or ()),
             t.quota_per_s,
             t.webhook_url,
+            account_pairs(t.accounts),
         )
 
 

@@ -138,6 +138,7 @@ def submit_single(
         claim=claim,
         answer=single_answer,
         on_commit=publish or publish_jobs,
+        accounts=principal.accounts_for(chosen),
     )
     return Accepted(batch_id, [job_id], 1, 1, 0)
 
@@ -174,6 +175,7 @@ def submit_cards(
         callback_url=callback,
         event=BATCH_FINISHED,
         progress_step=progress_step,
+        accounts=principal.accounts_for(chosen),
     )
 
     def rows() -> Iterator[ManifestRow | RowError]:
@@ -233,6 +235,7 @@ def submit_manifest_ref(
         callback_url=callback,
         event=BATCH_FINISHED,
         progress_step=progress_step,
+        accounts=principal.accounts_for(chosen),
     )
 
     def rows() -> Iterator[ManifestRow | RowError]:

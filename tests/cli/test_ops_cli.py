@@ -189,6 +189,21 @@ def test_a_tenant_webhook_url_inside_the_network_is_refused_at_add(db: None) -> 
     assert run("tenants", "list")[1].count("acme") == 0  # nothing was created
 
 
+def test_tenant_accounts_from_the_cli_are_checked_names(db: None) -> None:
+    import json
+
+    from db.tenants import list_tenants
+
+    code, out = run("tenants", "add", "acme", "--accounts", "acedata:nope")
+    assert code == 2 and "no account nope" in out
+    assert run("tenants", "add", "acme", "--accounts", "acedata:default")[0] == 0
+    assert {t["name"]: t["accounts"] for t in list_tenants()}["acme"] == {"acedata": ["default"]}
+    assert run("tenants", "accounts", "acme", "tencent_ocr", "missing")[0] == 2
+    code, out = run("tenants", "accounts", "acme", "acedata")  # no names: the restriction is lifted
+    assert code == 0 and json.loads(out)["accounts"] == []
+    assert {t["name"]: t["accounts"] for t in list_tenants()}["acme"] == {}
+
+
 def test_the_batches_table_fits_80_columns_for_million_card_batches() -> None:
     from rich.console import Console
 
