@@ -194,6 +194,7 @@ def create_rerun(
         provider=parent.provider,
         provider_config=dict(parent.provider_config or {}),
         accounts=parent.accounts,  # a rerun of a tenant's batch pays on the same accounts
+        tenant_id=parent.tenant_id,  # and stays the tenant's: its API sees it, no other does
     )
     session.add(batch)
     session.flush()

@@ -149,3 +149,24 @@ def test_policy_by_age_of_the_answer_and_by_validity(stack: Stack) -> None:
         assert chosen(RerunPolicy(only=("expiring",))) == 2  # within 30 days, or already past
         assert chosen(RerunPolicy(expiring_within_days=5)) == 1
         assert chosen(RerunPolicy(older_than_days=30, expiring_within_days=30)) == 0  # AND
+
+
+def test_a_rerun_of_a_tenants_batch_is_the_tenants_on_the_same_accounts(stack: Stack) -> None:
+    from db.models import Batch
+    from db.models_api import Tenant
+
+    parent = stack.submit()
+    work(stack, parent)
+    with session_scope() as session:  # made the tenant's afterwards: only the copy is tested
+        tenant = Tenant(name="acme", s3_allowed=[], providers=[], accounts={"acedata": ["k1"]})
+        session.add(tenant)
+        session.flush()
+        batch = session.get(Batch, parent)
+        assert batch is not None
+        batch.tenant_id, batch.accounts = tenant.id, {"acedata": ["k1"]}
+        tenant_id = tenant.id
+    child = rerun(stack.settings, parent, RerunPolicy(), publish=lambda ids: None).batch_id
+    with session_scope() as session:
+        made = session.get(Batch, child)
+        assert made is not None
+        assert (made.tenant_id, made.accounts) == (tenant_id, {"acedata": ["k1"]})
