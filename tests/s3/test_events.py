@@ -75,9 +75,13 @@ def test_upload_events_become_jobs_and_every_object_is_accounted_for(
     listener = EventListener(settings, queue_url=url, provider="acedata", publish=published.extend)
     stats = listener.run(until_idle=True, wait_s=1)
 
-    # uploads + 2 poison + our test event + the redelivery + S3's own s3:TestEvent on configuration
-    assert stats.received == len(uploads) + 5
-    assert (stats.poison, stats.ignored, stats.duplicates) == (2, 2, 1)
+    # uploads + 2 poison + our test event + S3's own s3:TestEvent on configuration, and the
+    # redelivery we sent: a duplicate. SQS is at-least-once: under load the server can hand
+    # a message out again (one CI-box run got 2 duplicates); each is one more receive, and
+    # still one job (rep.jobs below)
+    assert stats.duplicates >= 1
+    assert stats.received == len(uploads) + 4 + stats.duplicates
+    assert (stats.poison, stats.ignored) == (2, 2)
     assert stats.deleted == stats.received
     assert _depth(sqs, url) == 0
     aside = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"])[
