@@ -303,9 +303,11 @@ def orm_session(session: Tx) -> Session:
 def provider_warnings(session: Tx, job_id: int) -> list[JobWarning]:
     """The warnings the provider gave for ``job_id`` (ours are recomputed on reuse)."""
     return list(
-        orm_session(session).scalars(
+        orm_session(session)
+        .scalars(
             select(JobWarning).where(JobWarning.job_id == job_id, JobWarning.source == WarningSource.PROVIDER)
-        ).all()
+        )
+        .all()
     )
 
 
