@@ -38,6 +38,9 @@ from sqlalchemy.orm import Session
 from db.models import Attempt, Base, Batch, Job, JobWarning, Result, SideAnswer, utcnow
 from idbatch.domain import AttemptOutcome, BatchKind, BatchState, JobStatus, Verdict, WarningSource
 
+# A transaction of the hot path: an ORM session, or a bare connection (db.session.connection_scope).
+Tx = Session | Connection
+
 CLAIMABLE = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRY_WAIT)
 
 
@@ -79,8 +82,9 @@ class _BatchFacts:
 _batch_facts: dict[tuple[str, int], _BatchFacts] = {}
 
 
-def _facts(session: Session, batch_id: int) -> _BatchFacts:
-    key = (str(session.get_bind().engine.url), batch_id)
+def _facts(session: Tx, batch_id: int) -> _BatchFacts:
+    bind = session.engine if isinstance(session, Connection) else session.get_bind()
+    key = (str(bind.engine.url), batch_id)
     facts = _batch_facts.get(key)
     if facts is None:
         row = session.execute(
@@ -102,16 +106,16 @@ def _facts(session: Session, batch_id: int) -> _BatchFacts:
     return facts
 
 
-def core(session: Session) -> Connection:
+def core(session: Tx) -> Connection:
     """The session's connection, for Core statements on the hot path.
 
     ``Session.execute`` of an ORM-enabled UPDATE or INSERT goes through the ORM's bulk
     machinery (identity-map synchronization, unit of work) that these writes never need;
     the same statement on the session's own connection, in the same transaction, costs
     a fraction of the CPU. ``bench/quota.py`` is CPU-bound on a 2-core machine, so
-    worker CPU per job is throughput.
+    worker CPU per job is throughput. A bare connection (``connection_scope``) is itself.
     """
-    return session.connection()
+    return session if isinstance(session, Connection) else session.connection()
 
 
 @cache
@@ -218,7 +222,7 @@ def _insert_stmt(model: type[Base]) -> Insert:
     return insert(model)
 
 
-def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | None:
+def claim(session: Tx, job_id: int, owner: str, lease_s: int) -> Claim | None:
     """Take the job if it is claimable and its batch active; None otherwise."""
     now = utcnow()
     params = {
@@ -254,7 +258,7 @@ def claim(session: Session, job_id: int, owner: str, lease_s: int) -> Claim | No
     )
 
 
-def release(session: Session, claimed: Claim, owner: str, **values: object) -> bool:
+def release(session: Tx, claimed: Claim, owner: str, **values: object) -> bool:
     """Update our job (and drop the lease) only while we still hold its lease."""
     values.setdefault("updated_at", utcnow())
     params = {"job_id": claimed.job_id, "owner": owner, **{f"v_{k}": v for k, v in values.items()}}
@@ -262,7 +266,7 @@ def release(session: Session, claimed: Claim, owner: str, **values: object) -> b
     return bool(result.rowcount)
 
 
-def hold_content_key(session: Session, claimed: Claim, owner: str, key: str) -> bool:
+def hold_content_key(session: Tx, claimed: Claim, owner: str, key: str) -> bool:
     """Mark what we are about to pay for; a partial unique index lets one running job hold it.
 
     Raises IntegrityError when another running job holds the same key.
@@ -271,32 +275,48 @@ def hold_content_key(session: Session, claimed: Claim, owner: str, key: str) -> 
     return bool(core(session).execute(_content_key_stmt(), params).rowcount)
 
 
-def stored_verdict(session: Session, job_id: int) -> Verdict | None:
+def stored_verdict(session: Tx, job_id: int) -> Verdict | None:
     """The verdict already recorded for this job (an earlier worker, an ambiguous commit)."""
     return core(session).execute(_stored_verdict_stmt(), {"job_id": job_id}).scalar()
 
 
-def reusable_result(session: Session, claimed: Claim, key: str, since: dt.datetime) -> Result | None:
+def reusable_result(session: Tx, claimed: Claim, key: str, since: dt.datetime) -> Result | None:
     """The latest paid answer for the same content key answered since ``since``.
 
-    A rerun reuses only its own batch's answers (its purpose is to call again).
+    A rerun reuses only its own batch's answers (its purpose is to call again). On a bare
+    connection the (rare) answer found is loaded through an ORM session joined to that
+    connection's transaction (``orm_session``), so it reads what this transaction sees.
     """
     params = {"key": key, "job_id": claimed.job_id, "batch_id": claimed.batch_id, "since": since}
     result_id = core(session).execute(_reusable_stmt(claimed.rerun), params).scalar()  # almost always None
-    return None if result_id is None else session.get(Result, result_id)
+    return None if result_id is None else orm_session(session).get(Result, result_id)
 
 
-def provider_warnings(session: Session, job_id: int) -> list[JobWarning]:
+def orm_session(session: Tx) -> Session:
+    """An ORM session inside ``session``'s transaction (itself if it is one already).
+
+    ``Session(bind=conn)`` on a connection already in a transaction joins it: it never
+    commits or rolls back that transaction (SQLAlchemy's ``join_transaction_mode``
+    default), and the objects it loads stay usable after the transaction ends.
+    """
+    if isinstance(session, Connection):
+        return Session(bind=session, expire_on_commit=False)
+    return session
+
+
+def provider_warnings(session: Tx, job_id: int) -> list[JobWarning]:
     """The warnings the provider gave for ``job_id`` (ours are recomputed on reuse)."""
     return list(
-        session.scalars(
+        orm_session(session)
+        .scalars(
             select(JobWarning).where(JobWarning.job_id == job_id, JobWarning.source == WarningSource.PROVIDER)
-        ).all()
+        )
+        .all()
     )
 
 
 def copy_answer(
-    session: Session, source: Result, job_id: int, verdict: Verdict, warnings: list[dict[str, object]]
+    session: Tx, source: Result, job_id: int, verdict: Verdict, warnings: list[dict[str, object]]
 ) -> int:
     """Give ``job_id`` a copy of ``source`` with its own verdict and warnings.
 
@@ -312,37 +332,37 @@ def copy_answer(
     return origin
 
 
-def begin_calls(session: Session, rows: list[dict[str, object]]) -> None:
+def begin_calls(session: Tx, rows: list[dict[str, object]]) -> None:
     """The write-ahead attempt rows (``in_flight``), committed before the call starts."""
     insert_rows(session, Attempt, rows)
 
 
-def clear_in_flight(session: Session, job_id: int, number: int) -> None:
+def clear_in_flight(session: Tx, job_id: int, number: int) -> None:
     """Drop this attempt's write-ahead rows; the caller inserts what really happened."""
     core(session).execute(_clear_in_flight_stmt(), {"job_id": job_id, "number": number})
 
 
-def mark_in_doubt(session: Session, job_id: int, up_to_number: int) -> None:
+def mark_in_doubt(session: Tx, job_id: int, up_to_number: int) -> None:
     """Calls still ``in_flight`` in attempts up to ``up_to_number`` may have been billed."""
     core(session).execute(_in_doubt_stmt(), {"b_job_id": job_id, "b_number": up_to_number})
 
 
-def insert_rows(session: Session, model: type[Base], rows: list[dict[str, object]]) -> None:
+def insert_rows(session: Tx, model: type[Base], rows: list[dict[str, object]]) -> None:
     """INSERT ``rows`` (executemany); nothing at all for none, never a row of defaults."""
     if rows:
         core(session).execute(_insert_stmt(model), rows)
 
 
-def record_attempts(session: Session, rows: list[dict[str, object]]) -> None:
+def record_attempts(session: Tx, rows: list[dict[str, object]]) -> None:
     insert_rows(session, Attempt, rows)
 
 
-def record_result(session: Session, row: dict[str, object], warnings: list[dict[str, object]]) -> None:
+def record_result(session: Tx, row: dict[str, object], warnings: list[dict[str, object]]) -> None:
     insert_rows(session, Result, [row])
     insert_rows(session, JobWarning, warnings)
 
 
-def store_side_answers(session: Session, job_id: int, seq: int, payloads: dict[str, bytes]) -> None:
+def store_side_answers(session: Tx, job_id: int, seq: int, payloads: dict[str, bytes]) -> None:
     """Keep the sides answered before another side failed (encrypted by the caller)."""
     insert_rows(
         session,
@@ -354,7 +374,7 @@ def store_side_answers(session: Session, job_id: int, seq: int, payloads: dict[s
     )
 
 
-def side_answers(session: Session, job_id: int) -> dict[str, bytes]:
+def side_answers(session: Tx, job_id: int) -> dict[str, bytes]:
     """The job's stored side answers (encrypted), by side."""
     rows = session.execute(select(SideAnswer.side, SideAnswer.payload_enc).where(SideAnswer.job_id == job_id))
     return {str(side): bytes(payload) for side, payload in rows.tuples()}

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from idbatch.settings import get_settings
@@ -126,6 +126,20 @@ def session_scope() -> Iterator[Session]:
         session.close()
     for fn in pending:
         fn()
+
+
+@contextmanager
+def connection_scope() -> Iterator[Connection]:
+    """One transaction on a bare Core connection: commit on success, roll back on any exception.
+
+    For the workers' hot path (claim, content key, finish), whose statements are all Core:
+    an ORM ``Session`` around them (its transaction object, identity map, snapshot, flush
+    check at commit, close) cost ~60 µs more CPU per transaction than ``Engine.begin``
+    (ad-hoc timing on Postgres, one UPDATE: 140-180 µs against 96-108 µs), at three
+    transactions per job on a CPU-bound host. No ``after_commit`` hooks here.
+    """
+    with engine().begin() as conn:
+        yield conn
 
 
 def reset() -> None:

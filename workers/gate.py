@@ -148,14 +148,12 @@ class AccountGate:
             # of the schedule back by the delay if that is still possible; otherwise give
             # the slot up (a hole in the schedule costs one token, a refused call more).
             # Lateness up to late_s is budgeted in the headroom; only the excess moves.
-            if self.limiter.late(key, policy, grant.start, late - policy.late_s):
-                self.limiter.note(key, "shifted_late")
-                ticket.lease_id = lease_id if policy.max_in_flight > 0 else None
+            # One script call: shifts or gives the slot up (releasing its lease), and counts which.
+            lease = lease_id if policy.max_in_flight > 0 else None
+            if self.limiter.late(key, policy, grant.start, late - policy.late_s, lease):
+                ticket.lease_id = lease
                 metrics.limiter_granted(provider, account, grant.wait_s, grant.rate)
                 return ticket
-            if policy.max_in_flight > 0:
-                self.limiter.release(key, lease_id)
-            self.limiter.note(key, "voided_late")
             log.debug("rate slot voided", account=key, late_ms=round(late * 1000, 1), tries_left=tries_left)
         self.limiter.note(key, "deferred_late")
         return self._deferred(ticket, 0.5, "woken too late for its rate slot, repeatedly")

@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from db import jobs
-from db.jobs import Claim
+from db.jobs import Claim, Tx
 from db.models import Result, utcnow
-from db.session import session_scope
+from db.session import connection_scope
 from idbatch.domain import JobStatus, NormalizedResult, Verdict, Warn, WarningCode, WarningSource
 from idbatch.pii import AD_CLAIMED_ID, AD_CLAIMED_NAME, AD_ID_NUMBER, AD_NAME, vault
 from idbatch.reruns import today
@@ -42,7 +41,7 @@ def prepare_call(
     """
     owner = rt.worker_id
     try:
-        with session_scope() as session:
+        with connection_scope() as session:
             if claimed.seq > 1:  # an earlier claim may have stored the answer
                 stored = stored_outcome(session, claimed, owner, key)
                 if stored is not None:
@@ -74,7 +73,7 @@ def prepare_call(
                 jobs.begin_calls(session, begin)
     except IntegrityError:
         wait_s = max(1.0, rt.settings.sweep_interval_s)
-        with session_scope() as session:
+        with connection_scope() as session:
             jobs.release(
                 session,
                 claimed,
@@ -88,14 +87,14 @@ def prepare_call(
     return None
 
 
-def _reusable(session: Session, claimed: Claim, key: str, rt: Runtime) -> Result | None:
+def _reusable(session: Tx, claimed: Claim, key: str, rt: Runtime) -> Result | None:
     days = rt.settings.reuse_max_age_days
     if days <= 0:
         return None
     return jobs.reusable_result(session, claimed, key, utcnow() - dt.timedelta(days=days))
 
 
-def _judge_again(session: Session, claimed: Claim, source: Result) -> tuple[Verdict, list[Warn]]:
+def _judge_again(session: Tx, claimed: Claim, source: Result) -> tuple[Verdict, list[Warn]]:
     """The verdict rules, today, for this job's claims, over the provider's earlier answer."""
     v = vault()
     provider_warns = [

@@ -3,6 +3,7 @@
 -- KEYS[1]  hash: tat (GCRA theoretical arrival time), rate (effective calls/s, AIMD),
 --                cut_at (last multiplicative decrease), paused_until (Retry-After)
 -- KEYS[2]  sorted set: in-flight leases, scored by their expiry time
+-- KEYS[3]  hash: event counters for operators and the benchmark (late: shifted_late, voided_late)
 -- ARGV[1]  operation: acquire | late | release | success | throttled
 -- ARGV[2]  ceiling: the configured quota less the headroom (calls/s); 0 = no rate limit
 --
@@ -63,13 +64,20 @@ if op == 'late' then
   -- the schedule back by delta keeps every window honest, provided the slots already
   -- handed out after this one fit inside one window (then none of them can be the call a
   -- full window later). Returns 1 if shifted, 0 if the caller must give the slot up.
-  -- ARGV[3] start, ARGV[4] delta, ARGV[5] window_s
+  -- ARGV[3] start, ARGV[4] delta, ARGV[5] window_s, ARGV[6] the slot's lease id ('' = none)
+  -- The outcome is counted here, and a given-up slot's lease released here: one round
+  -- trip for what took three (late, release, the event count) on a loaded machine.
   local start, delta, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
   local h = redis.call('HMGET', KEYS[1], 'tat', 'rate')
   local tat = tonumber(h[1]) or 0
-  if ceiling <= 0 or tat - start >= window then return 0 end
+  if ceiling <= 0 or tat - start >= window then
+    if ARGV[6] and ARGV[6] ~= '' then redis.call('ZREM', KEYS[2], ARGV[6]) end
+    redis.call('HINCRBY', KEYS[3], 'voided_late', 1)
+    return 0
+  end
   tat = math.max(tat + delta, start + delta + 1 / current_rate(h[2]))
   redis.call('HSET', KEYS[1], 'tat', fmt_up(tat))
+  redis.call('HINCRBY', KEYS[3], 'shifted_late', 1)
   return 1
 end
 

@@ -111,8 +111,14 @@ class Limiter(Protocol):
     def acquire(self, key: str, policy: Policy, lease_id: str, calls: int = 1) -> Grant:
         """A slot worth ``calls`` provider calls: the next one is ``calls / rate`` later."""
 
-    def late(self, key: str, policy: Policy, start: float, delta_s: float) -> bool:
-        """The slot at ``start`` is used ``delta_s`` late: shift the schedule, or refuse."""
+    def late(
+        self, key: str, policy: Policy, start: float, delta_s: float, lease_id: str | None = None
+    ) -> bool:
+        """The slot at ``start`` is used ``delta_s`` late: shift the schedule, or refuse.
+
+        Counts ``shifted_late`` or ``voided_late`` itself; on a refusal the slot is given
+        up, so its lease ``lease_id`` (if any) is released in the same step.
+        """
 
     def release(self, key: str, lease_id: str) -> None: ...
 
@@ -139,8 +145,9 @@ class RedisLimiter:
         return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
 
     def _keys(self, key: str) -> list[str]:
-        # One hash tag, so that both keys live on one node of a Redis Cluster.
-        return [f"{self._prefix}:{{{key}}}", f"{self._prefix}:{{{key}}}:inflight"]
+        # One hash tag, so that every key lives on one node of a Redis Cluster.
+        base = f"{self._prefix}:{{{key}}}"
+        return [base, f"{base}:inflight", f"{base}:events"]
 
     def _run(self, key: str, *args: str | float) -> Any:
         return self._script(keys=self._keys(key), args=list(args))
@@ -158,8 +165,12 @@ class RedisLimiter:
         )
         return Grant(int(status), float(wait), float(rate), float(start))
 
-    def late(self, key: str, policy: Policy, start: float, delta_s: float) -> bool:
-        return bool(self._run(key, "late", policy.ceiling, f"{start:.6f}", delta_s, policy.window_s))
+    def late(
+        self, key: str, policy: Policy, start: float, delta_s: float, lease_id: str | None = None
+    ) -> bool:
+        return bool(
+            self._run(key, "late", policy.ceiling, f"{start:.6f}", delta_s, policy.window_s, lease_id or "")
+        )
 
     def release(self, key: str, lease_id: str) -> None:
         self._run(key, "release", 0, lease_id)
@@ -228,12 +239,18 @@ class LocalLimiter:
                 acc.rate = rate
             return Grant(GRANTED, wait, rate, start)
 
-    def late(self, key: str, policy: Policy, start: float, delta_s: float) -> bool:
+    def late(
+        self, key: str, policy: Policy, start: float, delta_s: float, lease_id: str | None = None
+    ) -> bool:
         with self._lock:
             acc, rate = self._get(key, policy)
             if policy.ceiling <= 0 or acc.tat - start >= policy.window_s:
+                if lease_id is not None:
+                    acc.leases.pop(lease_id, None)
+                self.events[(key, "voided_late")] += 1
                 return False
             acc.tat = max(acc.tat + delta_s, start + delta_s + 1.0 / rate)
+            self.events[(key, "shifted_late")] += 1
             return True
 
     def release(self, key: str, lease_id: str) -> None:

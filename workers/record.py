@@ -10,12 +10,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from db import jobs
-from db.jobs import Claim
+from db.jobs import Claim, Tx
 from db.models import utcnow
-from db.session import session_scope
+from db.session import connection_scope
 from idbatch.domain import (
     AttemptOutcome,
     ErrorClass,
@@ -62,7 +61,7 @@ def status_of(verdict: Verdict) -> JobStatus:
     return JobStatus.PASSED if verdict == Verdict.PASSED else JobStatus.NEGATIVE
 
 
-def stored_outcome(session: Session, claimed: Claim, owner: str, key: str | None = None) -> Outcome | None:
+def stored_outcome(session: Tx, claimed: Claim, owner: str, key: str | None = None) -> Outcome | None:
     """If this job's answer is already stored (earlier worker, ambiguous commit), finish from it.
 
     ``key``: the content key, given back (the claim cleared it), so that this paid answer
@@ -89,7 +88,7 @@ def paid_sides(claimed: Claim) -> dict[str, dict[str, object]]:
     """Sides of this card an earlier attempt answered and paid for (none on a first claim)."""
     if claimed.seq <= 1:
         return {}
-    with session_scope() as session:
+    with connection_scope() as session:
         stored = jobs.side_answers(session, claimed.job_id)
     v = vault()
     return {side: v.decrypt_json(token, AD_SIDE) for side, token in stored.items()}
@@ -98,7 +97,7 @@ def paid_sides(claimed: Claim) -> dict[str, dict[str, object]]:
 def begin_calls(claimed: Claim, sides: tuple[str, ...], account: str, started: dt.datetime) -> None:
     """Write-ahead: one ``in_flight`` attempt row per call about to be made, committed first."""
     rows = begin_rows(claimed, sides, account, started)
-    with session_scope() as session:
+    with connection_scope() as session:
         jobs.begin_calls(session, rows)
 
 
@@ -209,7 +208,7 @@ def finish_answer(
     status = status_of(verdict)
     attempts = attempt_rows(claimed, answer.calls, started, account, AttemptOutcome.ANSWERED)
     try:
-        with session_scope() as session:
+        with connection_scope() as session:
             if check_stored:
                 stored = stored_outcome(session, claimed, rt.worker_id)
                 if stored is not None:
@@ -231,7 +230,7 @@ def finish_answer(
             )
     except IntegrityError:
         log.warning("result already recorded", job_id=claimed.job_id)
-        with session_scope() as session:
+        with connection_scope() as session:
             jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
             jobs.record_attempts(session, attempts)
         return Outcome(None)
@@ -248,7 +247,7 @@ def reason_at(claimed: Claim, reason: str) -> str:
 
 def finish_rejected(claimed: Claim, reason: str, rt: Runtime) -> Outcome:
     """Bad input found before calling: terminal, no attempt spent."""
-    with session_scope() as session:
+    with connection_scope() as session:
         jobs.release(
             session,
             claimed,
@@ -281,7 +280,7 @@ def crashed(claimed: Claim, policy: RetryPolicy, rt: Runtime) -> Outcome:
         values["next_attempt_at"] = utcnow() + dt.timedelta(seconds=retry_s)
     else:
         values["finished_at"] = utcnow()
-    with session_scope() as session:
+    with connection_scope() as session:
         jobs.mark_in_doubt(session, claimed.job_id, claimed.seq)
         jobs.release(session, claimed, rt.worker_id, **values)
     return Outcome(JobStatus(str(values["status"])), retry_s if retry else None)
@@ -292,7 +291,7 @@ def defer(claimed: Claim, delay_s: float, error_class: ErrorClass, reason: str, 
 
     Its write-ahead rows, if any, go too: nothing was sent.
     """
-    with session_scope() as session:
+    with connection_scope() as session:
         jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
         jobs.release(
             session,
@@ -348,7 +347,7 @@ def finish_error(
         values["next_attempt_at"] = utcnow() + dt.timedelta(seconds=decision.retry_in_s or 0.0)
     if not decision.counts_attempt:
         values["attempt_count"] = claimed.attempt - 1
-    with session_scope() as session:
+    with connection_scope() as session:
         jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
         jobs.record_attempts(session, attempts)
         jobs.store_side_answers(session, claimed.job_id, claimed.seq, paid_sides)

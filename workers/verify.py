@@ -25,7 +25,7 @@ from typing import NamedTuple
 from db import jobs
 from db.jobs import Claim
 from db.models import utcnow
-from db.session import session_scope
+from db.session import connection_scope
 from idbatch import images, metrics
 from idbatch.domain import ErrorClass
 from idbatch.logging import get_logger
@@ -67,8 +67,8 @@ def process_job(
     settings = rt.settings
 
     def claim_tx() -> Claim | None:
-        with session_scope() as session:
-            return jobs.claim(session, job_id, rt.worker_id, settings.lease_s)
+        with connection_scope() as conn:
+            return jobs.claim(conn, job_id, rt.worker_id, settings.lease_s)
 
     claimed = durably(claim_tx, "claim", tries=CLAIM_DB_TRIES)
     if claimed is None:

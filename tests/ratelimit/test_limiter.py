@@ -249,3 +249,29 @@ def test_redis_late_shift(redis_limiter: RedisLimiter) -> None:
     more = [redis_limiter.acquire(KEY, policy, f"m{i}") for i in range(12)]
     assert more[-1].start - grants[0].start > 1.0
     assert redis_limiter.late(KEY, policy, grants[0].start, 0.05) is False  # a window is out
+
+
+def _events(limiter: Limiter) -> dict[str, int]:
+    if isinstance(limiter, RedisLimiter):
+        return limiter.events(KEY)
+    assert isinstance(limiter, LocalLimiter)
+    return {event: n for (key, event), n in limiter.events.items() if key == KEY and n}
+
+
+def test_a_refused_late_slot_frees_its_lease_and_both_outcomes_are_counted(limiter: Limiter) -> None:
+    """``late`` counts what it did, and a slot it gives up no longer holds an in-flight lease.
+
+    One script call on Redis does what took three (late, release, the event count); the cap
+    must still see the refused slot's lease gone, or a loaded machine would leak in-flight
+    capacity until the leases expire.
+    """
+    policy = Policy(quota=10, headroom=0.0, max_wait_s=1000, max_in_flight=13, lease_s=60)
+    grants = [limiter.acquire(KEY, policy, f"g{i}") for i in range(3)]
+    assert limiter.late(KEY, policy, grants[0].start, 0.05, "g0") is True  # 2 slots ahead: shifted
+    assert _events(limiter) == {"shifted_late": 1}
+    more = [limiter.acquire(KEY, policy, f"m{i}") for i in range(10)]
+    assert all(g.status == GRANTED for g in more)
+    assert limiter.acquire(KEY, policy, "full").status == TOO_MANY  # 13 leases held
+    assert limiter.late(KEY, policy, grants[1].start, 0.05, "g1") is False  # a window is out: refused
+    assert _events(limiter) == {"shifted_late": 1, "voided_late": 1}
+    assert limiter.acquire(KEY, policy, "after").status == GRANTED  # g1's lease was released
