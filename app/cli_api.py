@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli_common import app, console, require_free_port, require_schema
+from app.cli_common import app, console, err_console, require_free_port, require_schema
 from idbatch.settings import get_settings
 
 tenants_app = typer.Typer(help="API tenants and their keys.", no_args_is_help=True)
@@ -91,13 +91,21 @@ def tenants_add(
     from db.tenant_accounts import parse_accounts
     from db.tenants import TenantError, create_tenant
     from idbatch import images
+    from idbatch.providers import KNOWN_PROVIDERS
 
+    if not name.strip():
+        err_console.print("a tenant needs a name")
+        raise typer.Exit(2)
+    unknown = [p for p in _split(providers) if p not in KNOWN_PROVIDERS]
+    if unknown:  # else the tenant exists and every POST of it answers 422 invalid-config
+        err_console.print(f"unknown provider {unknown[0]!r}; one of {', '.join(sorted(KNOWN_PROVIDERS))}")
+        raise typer.Exit(2)
     if webhook_url:
         # The same check every callback URL gets at submit; refused here once, not on each POST.
         try:
             images.check_url(webhook_url, get_settings().allowed_private_hosts, resolve=False)
         except images.ImageRefError as exc:
-            console.print(f"[red]webhook URL refused:[/red] {exc}")
+            err_console.print(f"[red]webhook URL refused:[/red] {exc}")
             raise typer.Exit(2) from exc
     try:
         tenant_id, key, secret = create_tenant(
@@ -110,7 +118,7 @@ def tenants_add(
             accounts=parse_accounts(_split(accounts)),
         )
     except TenantError as exc:
-        console.print(f"[red]{exc}[/red]")
+        err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     print(json.dumps({"tenant_id": tenant_id, "api_key": key, "webhook_secret": secret}))
 
@@ -126,7 +134,7 @@ def tenants_add_key(
     try:
         print(add_key(name, tuple(scopes.replace(",", " ").split())))
     except TenantError as exc:
-        console.print(f"[red]{exc}[/red]")
+        err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
 
 
@@ -145,7 +153,7 @@ def tenants_accounts(
     try:
         set_accounts(name, provider, list(accounts or []))
     except TenantError as exc:
-        console.print(f"[red]{exc}[/red]")
+        err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     print(json.dumps({"tenant": name, "provider": provider, "accounts": list(accounts or [])}))
 
@@ -166,7 +174,7 @@ def tenants_revoke_key(
     from db.tenants import revoke_key
 
     if not revoke_key(key_id):
-        console.print("[red]no such active key[/red]")
+        err_console.print("[red]no such active key[/red]")
         raise typer.Exit(2)
     console.print("revoked")
 
@@ -182,7 +190,7 @@ def tenants_rotate_secret(
     try:
         print(rotate_webhook_secret(name, dt.timedelta(hours=overlap_hours)))
     except TenantError as exc:
-        console.print(f"[red]{exc}[/red]")
+        err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
 
 

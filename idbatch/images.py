@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
@@ -120,7 +120,10 @@ def check_url(url: str, allowed_private_hosts: list[str], *, resolve: bool) -> N
     the name is resolved and every address it has must be public.
     """
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    # As an HTTP client reads the host: percent-escapes decoded (``%31%36%39.254.169.254``)
+    # and the root's trailing dot dropped (``169.254.169.254.``, ``localhost.``), so an
+    # internal address cannot pass ingest dressed up and be refused only at call time.
+    host = unquote(parts.hostname or "").lower().rstrip(".")
     if not host:
         raise ImageRefError("URL has no host")
     if parts.username or parts.password:

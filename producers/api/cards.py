@@ -136,7 +136,7 @@ def ref_of(line: bytes) -> str | None:
     """The external_ref of an NDJSON line that is not a valid card, if it can be read."""
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line nested ~1,000 deep
         return None
     ref = value.get("external_ref") if isinstance(value, dict) else None
     return ref if isinstance(ref, str) and len(ref) <= 256 else None

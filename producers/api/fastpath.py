@@ -69,18 +69,28 @@ def add_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> JSONResponse:
-        log.error("api request failed", error=type(exc).__name__, detail=scrub(str(exc))[:500])
-        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)):
-            # The database refused a connection (seen: Postgres' max_connections reached by
-            # other clients) or the pool timed out: nothing was committed for this request
-            # (a single card is one transaction), so "unavailable, retry" is the truth.
-            return problem_response(
-                503,
-                "Service unavailable",
-                "the database is unreachable or at capacity; retry with the same Idempotency-Key",
-                headers={"Retry-After": "1"},
-            )
-        return problem_response(500, "Internal error", "the request failed on our side; retry it")
+        return crash_response(exc)
+
+
+def crash_response(exc: BaseException) -> JSONResponse:
+    """The 500 (or 503) of an error nobody answered, logged in one line.
+
+    Only the first line of the message, scrubbed: a pydantic ValidationError's later lines
+    quote the input (``input_value=b'{...}'``, the head and tail of a request body, where
+    a name or an ID number can stand), and no traceback, which would chain them in."""
+    first = (str(exc).splitlines() or [""])[0]
+    log.error("api request failed", error=type(exc).__name__, detail=scrub(first)[:300])
+    if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)):
+        # The database refused a connection (seen: Postgres' max_connections reached by
+        # other clients) or the pool timed out: nothing was committed for this request
+        # (a single card is one transaction), so "unavailable, retry" is the truth.
+        return problem_response(
+            503,
+            "Service unavailable",
+            "the database is unreachable or at capacity; retry with the same Idempotency-Key",
+            headers={"Retry-After": "1"},
+        )
+    return problem_response(500, "Internal error", "the request failed on our side; retry it")
 
 
 class SingleCardFastPath:
@@ -132,7 +142,10 @@ class SingleCardFastPath:
         except StarletteHTTPException as exc:  # BodyLimit's 413 while streaming
             response = problem_response(exc.status_code, str(exc.detail))
         else:
-            response = await self._answer(scope, receive, b"".join(chunks))
+            try:
+                response = await self._answer(scope, receive, b"".join(chunks))
+            except Exception as exc:  # noqa: BLE001 - this middleware is outside FastAPI's handlers
+                response = crash_response(exc)
         await response(scope, receive, send)
 
     async def _answer(self, scope: Scope, receive: Receive, raw: bytes) -> Response:
@@ -143,7 +156,7 @@ class SingleCardFastPath:
             # model in Python mode), so the 422 names the same locations in the same words.
             try:
                 data = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested ~1,000 deep
                 return self._not_json(raw)
             try:
                 body = VerificationIn.model_validate(data, from_attributes=True)  # as FastAPI
@@ -167,4 +180,6 @@ class SingleCardFastPath:
             return invalid_request([{"loc": (exc.pos,), "msg": "JSON decode error"}], ("body",))
         except ValueError:  # not UTF-8 either
             pass
+        except RecursionError:
+            return invalid_request([{"loc": (), "msg": "JSON nested too deeply"}], ("body",))
         return invalid_request([{"loc": (), "msg": "JSON decode error"}], ("body",))

@@ -247,3 +247,20 @@ def test_ndjson_streams_thousands_of_cards_and_refuses_more_than_the_limit(api: 
     assert ok.status_code == 202 and (ok.json()["rows"], ok.json()["queued"]) == (9000, 9000), ok.text
     assert over.status_code == 413
     assert jobs_count() == 9000
+
+
+def test_json_nested_a_thousand_deep_is_a_422_or_a_rejected_line_not_a_500(api: Api) -> None:
+    """``json.loads`` raises RecursionError (not ValueError) past ~1,000 levels: the fast
+    path answered 500 and uvicorn logged a traceback quoting the body's head and tail."""
+    deep = "[" * 3000 + "]" * 3000
+    single = '{"external_ref": ' + deep + ', "id_number": "11010519491231002X"}'
+    line = json.dumps(card("d1", "https://example.com/a.jpg"))
+    headers = {"content-type": "application/x-ndjson"}
+    with api.client(api.a) as c:
+        one = c.post("/v1/verifications", content=single, headers={"content-type": "application/json"})
+        nd = c.post("/v1/batches/ndjson", content=f"{line}\n{single}\n", headers=headers)
+    assert one.status_code == 422, one.text
+    assert one.headers["content-type"].startswith(PROBLEM)
+    assert "11010519491231002X" not in one.text
+    assert nd.status_code == 202, nd.text
+    assert (nd.json()["rows"], nd.json()["rejected"]) == (2, 1)  # the deep line: a rejected card

@@ -233,3 +233,15 @@ def test_the_batches_table_fits_80_columns_for_million_card_batches() -> None:
     text = console.export_text()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80, text
     assert "1.23M" in text and "cancelled" in text and "backfill" in text and "48.8%" in text
+
+
+def test_a_tenant_needs_a_name_and_known_providers(db: None) -> None:
+    """A new-user review created tenants named "" and one with --providers nosuch (every
+    POST of it then answered 422 invalid-config): both are refused, nothing created."""
+    for args, reason in [
+        (("tenants", "add", "   "), "a tenant needs a name"),
+        (("tenants", "add", "acme", "--providers", "acedata,nosuch"), "unknown provider 'nosuch'"),
+    ]:
+        code, out = run(*args)
+        assert code == 2 and reason in out, (args, out)
+    assert json.loads(run("tenants", "list")[1]) == []

@@ -23,6 +23,11 @@ from idbatch.images import ImageRefError
         "http://localhost/a.jpg",
         "http://metadata.internal/a.jpg",
         "http://user:pw@example.com/a.jpg",
+        # dressed up: a trailing root dot, percent-escapes (a review found these at ingest)
+        "https://169.254.169.254./latest",
+        "https://localhost./a.jpg",
+        "https://metadata.internal./a.jpg",
+        "https://%31%36%39.254.169.254/a.jpg",
     ],
 )
 def test_internal_urls_are_refused(url: str) -> None:
