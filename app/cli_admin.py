@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli_common import accounts_app, app, console, control, db_app, keys_app, publisher
+from app.cli_common import accounts_app, app, console, control, db_app, err_console, keys_app, publisher
 from idbatch.settings import get_settings
 
 
@@ -36,8 +36,16 @@ def accounts_resume(
     if provider not in KNOWN_PROVIDERS:
         console.print(f"[red]unknown provider {provider!r}[/red]; one of {', '.join(KNOWN_PROVIDERS)}")
         raise typer.Exit(2)
+    from idbatch.providers import accounts_of
+
     with session_scope() as session:
         n = resume(session, provider, account)
+    known = [spec.name for spec in accounts_of(get_settings(), provider)]
+    if account is not None and n == 0 and account not in known:
+        # a misspelt name resumed nothing: say so (an account no longer configured but
+        # with a stopped circuit on record is still resumed above)
+        err_console.print(f"{provider} has no account {account!r}; its accounts: {', '.join(known)}")
+        raise typer.Exit(2)
     console.print(f"resumed {n} account(s) of {provider}")
 
 

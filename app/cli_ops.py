@@ -225,8 +225,16 @@ def one_line_error(exc: BaseException) -> tuple[str, int]:
 
     first = (scrub(str(exc)).strip().splitlines() or [""])[0][:300]
     if isinstance(exc, ValidationError):  # settings from the environment: a usage error
-        fields = ", ".join(str(e["loc"][0]).upper() for e in exc.errors() if e.get("loc")) or "settings"
-        return f"error: invalid settings ({'IDBATCH_' if fields != 'settings' else ''}{fields})", EXIT_USAGE
+        errors = exc.errors()
+        fields = ", ".join(str(e["loc"][0]).upper() for e in errors if e.get("loc"))
+        # what is wrong where, for the first error: pydantic's message and the path inside
+        # the value (IDBATCH_ACCOUNTS: acedata.0.acedata_tokn), never the input itself
+        first_error = errors[0] if errors else None
+        why = str(first_error["msg"]).removeprefix("Value error, ") if first_error else ""
+        if not fields:  # a check across settings: its message names them
+            return f"error: invalid settings{': ' + why if why else ''}", EXIT_USAGE
+        where = ".".join(str(p) for p in first_error["loc"][1:]) if first_error else ""
+        return f"error: invalid settings (IDBATCH_{fields}: {where + ': ' if where else ''}{why})", EXIT_USAGE
     if type(exc).__name__ == "SettingsError":  # pydantic-settings: a value it could not parse
         field = re.search(r'field "(\w+)"', str(exc))
         which = f"IDBATCH_{field.group(1).upper()}" if field else "settings"
@@ -241,6 +249,8 @@ def one_line_error(exc: BaseException) -> tuple[str, int]:
     text = str(exc)
     if "no such table" in text or "UndefinedTable" in text or 'relation "' in text:
         return "error: the database has no idbatch tables yet; run `idbatch db upgrade`", EXIT_USAGE
+    if "no such column" in text or "UndefinedColumn" in text:  # an upgrade of idbatch, not of its schema
+        return "error: the database schema is older than this idbatch; run `idbatch db upgrade`", EXIT_USAGE
     if "unable to open database file" in text:
         hint = "check IDBATCH_DATABASE_URL and IDBATCH_DATA_DIR"
         return f"error: cannot open the database file; {hint}", EXIT_FAILURE

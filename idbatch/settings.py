@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from idbatch.event_routes import EventRoute
@@ -113,6 +113,22 @@ class Settings(BaseSettings):
     # rate limit and circuit; jobs spread over the healthy ones in proportion to quota.
     # A provider not named here runs one account, "default", from the settings above.
     accounts: dict[str, list[AccountSpec]] = Field(default_factory=dict)
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts_known_and_distinct(
+        cls, value: dict[str, list[AccountSpec]]
+    ) -> dict[str, list[AccountSpec]]:
+        """A provider name that is misspelt would be ignored (its jobs on the single
+        default account), and two accounts of one name would share a limiter and a circuit
+        key while holding different credentials: both refused."""
+        for provider, specs in value.items():
+            if provider not in PROVIDER_SECRETS:
+                raise ValueError(f"unknown provider {provider!r}; one of {', '.join(PROVIDER_SECRETS)}")
+            names = [spec.name for spec in specs]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{provider}: two accounts are named alike ({', '.join(names)})")
+        return value
 
     similarity_threshold: float = 70.0
     http_timeout_s: float = 10.0

@@ -64,7 +64,6 @@ def test_the_api_on_a_taken_port_is_exit_2_in_one_line(env: Env, redis_url: str)
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
 
 
-
 @pytest.mark.parametrize("args", [["batches"], ["batches", "--json"]])
 def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(
     env: Env, tmp_path: Path, args: list[str]
@@ -109,3 +108,57 @@ def test_a_setting_that_is_not_json_is_exit_2_naming_it(env: Env) -> None:
     assert done.returncode == 2, done
     expected = "error: invalid settings (IDBATCH_REVEAL_ACTORS: not valid JSON for its type)"
     assert done.stderr.strip() == expected
+
+
+def test_an_unknown_account_name_is_exit_2(env: Env) -> None:
+    upgrade(env().database_url)
+    result = CliRunner().invoke(app, ["accounts", "resume", "acedata", "nope"])
+    assert result.exit_code == 2 and "acedata has no account 'nope'; its accounts: default" in result.output
+    assert CliRunner().invoke(app, ["accounts", "resume", "acedata", "default"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("accounts", "said"),
+    [
+        ('{"nosuch": [{"name": "a"}]}', "(IDBATCH_ACCOUNTS: unknown provider 'nosuch'"),
+        (
+            '{"acedata": [{"name": "a"}, {"name": "a"}]}',
+            "(IDBATCH_ACCOUNTS: acedata: two accounts are named alike",
+        ),
+        (
+            '{"acedata": [{"name": "a", "acedata_tokn": "x"}]}',
+            "(IDBATCH_ACCOUNTS: acedata.0.acedata_tokn: Extra",
+        ),
+    ],
+)
+def test_accounts_settings_say_what_is_wrong_where(env: Env, accounts: str, said: str) -> None:
+    """A misspelt provider was ignored (its jobs on the one default account), two accounts
+    of one name shared a limiter key; and the line named the variable, not the field."""
+    import os
+    import subprocess
+    import sys
+
+    env()
+    done = subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", "batches"],
+        env={**os.environ, "IDBATCH_ACCOUNTS": accounts},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done
+    assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_schema_older_than_the_code_says_db_upgrade(env: Env) -> None:
+    """After installing a newer idbatch on an existing database, a missing column read
+    "cannot reach the database"."""
+    from sqlalchemy import create_engine, text
+
+    settings = env()
+    upgrade(settings.database_url)
+    with create_engine(settings.database_url).begin() as conn:
+        conn.execute(text("ALTER TABLE batch DROP COLUMN accounts"))  # the schema of 0009
+    result = CliRunner().invoke(app, ["batches"])
+    assert result.exit_code == 2, result.output
+    assert "schema is older than this idbatch; run `idbatch db upgrade`" in result.output
