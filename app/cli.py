@@ -321,7 +321,7 @@ def simulator(
     """Serve the provider simulator."""
     import uvicorn
 
-    from simulator.app import create_app
+    from simulator.app import DEFAULT_ACEDATA_TOKENS, create_app
     from simulator.cards import load_registry
     from simulator.state import SimState
 
@@ -329,7 +329,12 @@ def simulator(
     quotas = {k: float(v) for k, v in (q.split("=", 1) for q in quota or [])}
     state = SimState(registry=load_registry(registry) if registry else {}, quotas=quotas)
     state.faults.update(dict(f.split("=", 1) for f in fault or []))
-    uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False)
+    # Also the deployment's own AceData token: the compose stack runs in production mode,
+    # which refuses the simulator's well-known token, and calls this simulator with its own.
+    tokens = set(DEFAULT_ACEDATA_TOKENS) | {get_settings().acedata_token.get_secret_value()}
+    uvicorn.run(
+        create_app(state, acedata_tokens=tokens), host=host, port=port, log_level="warning", access_log=False
+    )
 
 
 @app.command()

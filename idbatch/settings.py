@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from idbatch.event_routes import EventRoute
 
@@ -80,6 +85,24 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IDBATCH_", env_file=None, extra="ignore", hide_input_in_errors=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secrets may come from files: ``IDBATCH_SECRETS_DIR`` names a folder (compose
+        mounts Docker secrets at /run/secrets) where a file named like the variable,
+        ``idbatch_pii_key``, holds the value. Files keep secrets out of the environment,
+        which ``docker inspect`` and /proc show; a variable that is set still wins."""
+        secrets_dir = os.environ.get("IDBATCH_SECRETS_DIR")
+        if secrets_dir:
+            file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path(".idbatch")

@@ -17,15 +17,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-SECRETS = (
-    "POSTGRES_PASSWORD",
-    "IDBATCH_PII_KEY",
-    "IDBATCH_GATEWAY_SECRET",
-    "IDBATCH_ACEDATA_TOKEN",
-    "MINIO_ROOT_USER",
-    "MINIO_ROOT_PASSWORD",
-    "GRAFANA_ADMIN_PASSWORD",
-)
 
 
 def _compose() -> str:
@@ -37,45 +28,106 @@ def _compose() -> str:
     return found
 
 
-def test_compose_config_is_valid_with_the_example_env() -> None:
-    proc = subprocess.run(
-        [_compose(), "--env-file", str(ROOT / ".env.example"), "-f", str(COMPOSE), "config", "-q"],
+def _config(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_compose(), *args, "-f", str(COMPOSE), "config", "-q"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        env={k: v for k, v in os.environ.items() if k not in SECRETS},
+        env={k: v for k, v in os.environ.items() if not k.startswith(("IDBATCH_", "POSTGRES_", "MINIO_"))},
     )
-    assert proc.returncode == 0, proc.stderr
 
 
-def test_compose_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.env"
-    empty.write_text("", encoding="utf-8")
-    proc = subprocess.run(
-        [_compose(), "--env-file", str(empty), "-f", str(COMPOSE), "config", "-q"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={k: v for k, v in os.environ.items() if k not in SECRETS},
-    )
-    assert proc.returncode != 0
-    assert "set " in proc.stderr  # the `${VAR:?set VAR ...}` message names what is missing
+def test_compose_config_is_valid_as_it_is_and_with_the_example_env() -> None:
+    """`docker-compose config -q` on a clean checkout: no .env, no secrets written yet."""
+    plain = _config()
+    assert plain.returncode == 0, plain.stderr
+    example = _config("--env-file", str(ROOT / ".env.example"))
+    assert example.returncode == 0, example.stderr
 
 
-def test_every_image_is_pinned_and_no_secret_has_a_default() -> None:
-    text = COMPOSE.read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+def test_secrets_are_files_never_environment_values_nor_defaults() -> None:
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    declared = data["secrets"]
+    assert all(spec["file"] == f"./secrets/{name}" for name, spec in declared.items())
+    used: set[str] = set()
     for name, service in data["services"].items():
         image = service.get("image", "")
         assert image and ":" in image and not image.endswith(":latest"), (name, image)
-    for secret in SECRETS:
-        uses = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
-        assert uses, secret
-        assert all(u.startswith(":?") for u in uses), (secret, uses)
+        environment = service.get("environment") or {}
+        for key, value in environment.items():
+            # a secret's value never stands in the file nor comes from the environment
+            assert not re.search(r"PASSWORD$|SECRET(_KEY)?$|_TOKEN$|PII_KEY$|ACCESS_KEY_ID$", key), (
+                name,
+                key,
+            )
+            assert "@" not in str(value), (name, key)  # no credentials in a URL
+        used |= set(service.get("secrets", []))
+        if "IDBATCH_SECRETS_DIR" in environment:
+            assert {"idbatch_database_url", "idbatch_pii_key", "idbatch_gateway_secret"} <= set(
+                service["secrets"]
+            )
+    assert used == set(declared)  # every declared secret is mounted somewhere, none undeclared
+
+
+def test_the_secrets_script_writes_every_file_consistently_and_never_overwrites(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    folder = tmp_path / "secrets"
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "compose-secrets.sh"), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    declared = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["secrets"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(declared)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    value = {p.name: p.read_text(encoding="utf-8").strip() for p in folder.iterdir()}
+    assert f":{value['postgres_password']}@postgres:5432/" in value["idbatch_database_url"]
+    assert f"aws_access_key_id = {value['minio_root_user']}" in value["aws_credentials"]
+    assert f"aws_secret_access_key = {value['minio_root_password']}" in value["aws_credentials"]
+    Fernet(value["idbatch_pii_key"].encode())  # a valid key
+    assert len(value["idbatch_gateway_secret"]) >= 32
+
+    before = value["idbatch_pii_key"]
+    again = subprocess.run(
+        [str(ROOT / "scripts" / "compose-secrets.sh"), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode != 0 and "refusing to overwrite" in again.stderr
+    assert (folder / "idbatch_pii_key").read_text(encoding="utf-8").strip() == before
+
+
+def test_idbatch_in_production_reads_its_secrets_from_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the compose services do: IDBATCH_ENV=production, IDBATCH_SECRETS_DIR, no secret
+    in the environment; production refuses placeholders, so this loads only with the files."""
+    from idbatch.settings import get_settings
+
+    folder = tmp_path / "secrets"
+    subprocess.run([str(ROOT / "scripts" / "compose-secrets.sh"), str(folder)], check=True, timeout=60)
+    for key in [k for k in os.environ if k.startswith("IDBATCH_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("IDBATCH_ENV", "production")
+    monkeypatch.setenv("IDBATCH_SECRETS_DIR", str(folder))
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        assert settings.database_url == (folder / "idbatch_database_url").read_text(encoding="utf-8").strip()
+        assert settings.pii_key is not None
+        assert settings.pii_key.get_secret_value() == (folder / "idbatch_pii_key").read_text().strip()
+        monkeypatch.setenv("IDBATCH_ACEDATA_TOKEN", "set-in-the-environment-wins")
+        get_settings.cache_clear()
+        assert get_settings().acedata_token.get_secret_value() == "set-in-the-environment-wins"
+    finally:
+        get_settings.cache_clear()
 
 
 def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:

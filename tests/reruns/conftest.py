@@ -38,3 +38,17 @@ def work(on: Stack, batch_id: int, rounds: int = 100) -> None:
             process_job(job_id, runtime())
         sweep(on.settings, on.published.extend, queue_depth=lambda: 0)
     raise AssertionError("batch did not finish")
+
+
+def backfill_and_rerun(on: Stack, budget: int | None = None) -> tuple[int, int]:
+    """A backfill of the stack's manifest, worked to the end, then a rerun of it under
+    ``budget`` (None: every card), worked too: the parent and child ids."""
+    from idbatch.reruns import RerunPolicy
+    from producers.rerun import rerun
+
+    parent = on.submit()
+    work(on, parent)
+    child = rerun(on.settings, parent, RerunPolicy(budget=budget), publish=on.published.extend).batch_id
+    assert child is not None
+    work(on, child)
+    return parent, child

@@ -15,20 +15,14 @@ from app.cli import app as cli
 from db.models import AuditEvent
 from db.session import session_scope
 from idbatch.pii import ID_NUMBER_RE
-from idbatch.reruns import RerunPolicy
-from producers.rerun import rerun
 from tests.durability.conftest import Stack
-from tests.reruns.conftest import work
+from tests.reruns.conftest import backfill_and_rerun, work
 
 pytestmark = pytest.mark.integration
 
 
 def test_csv_jsonl_parquet_hold_one_masked_row_per_job(stack: Stack, tmp_path: Path) -> None:
-    parent = stack.submit()
-    work(stack, parent)
-    child = rerun(stack.settings, parent, RerunPolicy(budget=5), publish=stack.published.extend).batch_id
-    assert child is not None
-    work(stack, child)
+    _, child = backfill_and_rerun(stack, budget=5)
     runner = CliRunner()
     for fmt in ("csv", "jsonl", "parquet"):
         out = tmp_path / f"out.{fmt}"

@@ -21,10 +21,8 @@ from db.models import Job, Result
 from db.session import session_scope
 from idbatch.domain import JobStatus
 from idbatch.pii import AD_ADDRESS, AD_NAME, AEAD_V1, ID_NUMBER_RE, vault
-from idbatch.reruns import RerunPolicy
-from producers.rerun import rerun
 from tests.durability.conftest import Stack
-from tests.reruns.conftest import work
+from tests.reruns.conftest import backfill_and_rerun, work
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +40,7 @@ def _v1(plain: str) -> bytes:
 
 
 def test_postgres_path_equals_the_generic_path(stack: Stack) -> None:
-    parent = stack.submit()
-    work(stack, parent)
-    child = rerun(stack.settings, parent, RerunPolicy(budget=5), publish=stack.published.extend).batch_id
-    assert child is not None
-    work(stack, child)
+    parent, child = backfill_and_rerun(stack, budget=5)
     v = vault()
     with session_scope() as session:
         jobs = list(session.scalars(select(Job).where(Job.batch_id == child).order_by(Job.id)))

@@ -18,26 +18,15 @@ from db.models import Job
 from db.reports import build_report
 from db.session import session_scope
 from idbatch.pii import ID_NUMBER_RE
-from idbatch.reruns import RerunPolicy
-from producers.rerun import rerun
 from simulator.samples import generate_sample
 from tests.durability.conftest import Stack
-from tests.reruns.conftest import work
+from tests.reruns.conftest import backfill_and_rerun, work
 
 pytestmark = pytest.mark.integration
 
 
-def _backfill_and_rerun(stack: Stack) -> tuple[int, int]:
-    parent = stack.submit()
-    work(stack, parent)
-    child = rerun(stack.settings, parent, RerunPolicy(), publish=stack.published.extend).batch_id
-    assert child is not None
-    work(stack, child)
-    return parent, child
-
-
 def test_history_lists_every_verification_of_a_card_masked(stack: Stack, tmp_path: Path) -> None:
-    parent, child = _backfill_and_rerun(stack)
+    parent, child = backfill_and_rerun(stack)
     rows = generate_sample(tmp_path / "again", 6, seed=11, defects=False)  # the same cards as the stack's
     with session_scope() as session:
         ref = session.scalar(select(Job.external_ref).where(Job.batch_id == parent, Job.row_number == 2))
@@ -53,7 +42,7 @@ def test_history_lists_every_verification_of_a_card_masked(stack: Stack, tmp_pat
 
 
 def test_billing_per_account_and_day_and_the_usage_diff(stack: Stack, tmp_path: Path) -> None:
-    _backfill_and_rerun(stack)
+    backfill_and_rerun(stack)
     dup = stack.submit()  # a resubmitted manifest: answers reused, not billed
     work(stack, dup)
     today = dt.datetime.now(dt.UTC).date()
@@ -86,7 +75,7 @@ def test_billing_per_account_and_day_and_the_usage_diff(stack: Stack, tmp_path: 
 
 
 def test_report_of_a_rerun_has_a_drift_section(stack: Stack) -> None:
-    parent, child = _backfill_and_rerun(stack)
+    parent, child = backfill_and_rerun(stack)
     with session_scope() as session:
         report = build_report(session, child)
         assert build_report(session, parent).drift is None
