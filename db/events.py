@@ -22,8 +22,9 @@ from sqlalchemy import bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import Batch
+from db.models import Batch, Job, utcnow
 from db.models_events import EventObject
+from idbatch.domain import JobStatus
 
 
 def _postgres(session: Session) -> bool:
@@ -167,6 +168,17 @@ def ledger_summary(session: Session, batch_ids: Iterable[int]) -> dict[str, int]
     return {"objects": len(rows), "pending": pending, "in_jobs": len(rows) - pending}
 
 
+def store_claims(conn: Any, job_id: int, owner: str, values: dict[str, Any]) -> bool:
+    """Write the claims a worker read from a card's upload onto its job, while it holds the
+    lease (``workers.upload_claims``); False when the lease is gone (another worker has it)."""
+    result = conn.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.lease_owner == owner)
+        .values(updated_at=utcnow(), **values)
+    )
+    return bool(result.rowcount)
+
+
 __all__ = [
     "allot_rows",
     "batch_flows",
@@ -179,6 +191,7 @@ __all__ = [
     "pending_summary",
     "resolve",
     "resolved_sides",
+    "store_claims",
 ]
 
 

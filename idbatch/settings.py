@@ -233,10 +233,14 @@ class Settings(BaseSettings):
     events_routes: list[EventRoute] = Field(default_factory=list)
     # Read claims from a `<ref>.json` sidecar object when the image has no claim metadata.
     events_sidecar: bool = True
-    # HEAD each new object for its claims and routing key (AWS events carry no metadata;
-    # MinIO's do). false: routing by bucket/prefix only, no claims from uploads, one S3
-    # request less per event.
-    events_read_metadata: bool = True
+    # Who reads an upload's claims (its user metadata, else its `<ref>.json` sidecar).
+    # "worker": the worker, from the HEAD it makes of the front before every call (no
+    # extra S3 request; a bad claim rejects the job there, before any paid call); the
+    # listener sends no HEAD unless a rule routes by key. "listener": the listener HEADs
+    # each new object (AWS events carry no metadata; MinIO's do), so bad claims are
+    # rejected at ingest, one S3 request more per event. Metadata an event carries (MinIO)
+    # is read by the listener either way.
+    events_claims: Literal["worker", "listener"] = "worker"
     # Ingest publishes one message per committed chunk that a worker fans out ("fanout"),
     # or one message per job from the producer ("each").
     ingest_publish: Literal["fanout", "each"] = "fanout"

@@ -7,11 +7,9 @@ ObjectCreated:Put``, also delivered through SNS), AWS's ``s3:TestEvent``, and Mi
 ``EventName``/``Key``, and the object's ``userMetadata`` carried in the record, which
 spares a HEAD request). Anything else is a ``PoisonMessage`` whose text is the reason.
 
-``claims_of`` reads what an upload says about its card from S3 user metadata
-(``x-amz-meta-external-ref``, ``-name``, ``-id-number``, ``-route``; values may be
-RFC 2047 encoded words, which is how SDKs send non-ASCII metadata) or from a small JSON
-sidecar object ``<ref>.json`` with the same keys. ``validated`` checks them with the CSV
-producer's own row validation, so an event-driven card is held to the manifest's rules.
+``claims_of`` / ``sidecar_claims`` (``idbatch.upload_claims``) read what an upload says
+about its card; ``validated`` checks claims the listener read with the CSV producer's own
+row validation, so an event-driven card is held to the manifest's rules.
 """
 
 from __future__ import annotations
@@ -19,19 +17,28 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
 from typing import Any
 from urllib.parse import unquote_plus
 
 from idbatch.storage.base import ObjectInfo
 from idbatch.storage.s3 import s3_url
+from idbatch.upload_claims import CLAIM_KEYS, CONVENTION, SIDECAR_MAX_BYTES, claims_of, sidecar_claims
 from producers.csv_manifest import ManifestRow, RowError, _validate
 
-CONVENTION = re.compile(r"^(?P<ref>.+)-(?P<side>front|back)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
 SIDECAR = re.compile(r"^(?P<ref>.+)\.json$", re.IGNORECASE)
-SIDECAR_MAX_BYTES = 64 * 1024
-CLAIM_KEYS = ("external_ref", "name", "id_number", "route")
 _SOURCES = frozenset({"aws:s3", "minio:s3"})
+__all__ = [
+    "CLAIM_KEYS",
+    "CONVENTION",
+    "SIDECAR",
+    "SIDECAR_MAX_BYTES",
+    "PoisonMessage",
+    "Upload",
+    "claims_of",
+    "parse_notification",
+    "sidecar_claims",
+    "validated",
+]
 
 
 class PoisonMessage(ValueError):
@@ -103,43 +110,6 @@ def _user_metadata(raw: Any) -> dict[str, str]:
         lower = str(key).lower()
         if lower.startswith("x-amz-meta-"):
             out[lower.removeprefix("x-amz-meta-")] = str(value)
-    return out
-
-
-def _decoded(value: str) -> str:
-    """An RFC 2047 encoded word (``=?UTF-8?B?5byg5LiJ?=``) as text; plain values unchanged."""
-    if "=?" not in value:
-        return value
-    return str(make_header(decode_header(value)))
-
-
-def claims_of(metadata: dict[str, str]) -> dict[str, str]:
-    """The claim fields present in S3 user metadata (``-`` or ``_`` spellings)."""
-    out: dict[str, str] = {}
-    for key, value in metadata.items():
-        name = key.lower().replace("-", "_")
-        if name in CLAIM_KEYS and value.strip():
-            out[name] = _decoded(value).strip()
-    return out
-
-
-def sidecar_claims(body: bytes) -> dict[str, str]:
-    """A ``<ref>.json`` sidecar's claims; raises ValueError (the reason) when unusable."""
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ValueError("sidecar is not UTF-8 JSON") from exc
-    if not isinstance(payload, dict):
-        raise ValueError("sidecar is not a JSON object")
-    out: dict[str, str] = {}
-    for key in CLAIM_KEYS:
-        value = payload.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise ValueError(f"sidecar field {key} is not a string")
-        if value.strip():
-            out[key] = value.strip()
     return out
 
 

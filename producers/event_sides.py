@@ -2,10 +2,13 @@
 
 ``SideReader.side(upload)`` runs on the listener's pool threads: it matches the naming
 convention (``<ref>-front.*`` / ``<ref>-back.*``), checks the size, reads the object's
-user metadata (HEAD, unless the event carried it) or else its ``<ref>.json`` sidecar,
+user metadata when the event carried it (MinIO), or asks S3 (HEAD, else its
+``<ref>.json`` sidecar) when a rule routes by key or ``IDBATCH_EVENTS_CLAIMS=listener``;
 routes it by bucket/prefix and routing key (``IDBATCH_EVENTS_ROUTES``), and validates
-the claims as a manifest row. Anything wrong becomes the side's ``problem``: its card is
-then a rejected job naming it. S3 failing transiently raises ``Deferred``.
+the claims as a manifest row. Without either, the claims are the worker's to read
+(``workers.upload_claims``), from the HEAD it sends before every call. Anything wrong
+becomes the side's ``problem``: its card is then a rejected job naming it. S3 failing
+transiently raises ``Deferred``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ class SideReader:
         self._s3_allowed = s3_allowlist(settings)
         self._batches: dict[str, int] = {}
         self._lock = threading.Lock()
+        # Whether the listener itself asks S3 for claims (HEAD, sidecar): a rule that routes
+        # by key needs the metadata before the job exists; otherwise, with
+        # IDBATCH_EVENTS_CLAIMS=worker, the worker reads them from the HEAD it makes anyway.
+        self.reads_uploads = settings.events_claims == "listener" or any(
+            r.route is not None for r in settings.events_routes
+        )
 
     def side(self, up: Upload) -> Side:
         match = CONVENTION.match(up.key)
@@ -79,12 +88,12 @@ class SideReader:
     def _claims(self, up: Upload, ref: str | None) -> tuple[dict[str, str], str, str | None]:
         """(claims, where they came from, why they are unusable): metadata, else the sidecar."""
         metadata = up.metadata
-        if metadata is None and not self.settings.events_read_metadata:
-            return {}, "", None
+        if metadata is None and not self.reads_uploads:
+            return {}, "", None  # read by the worker (workers.upload_claims)
         if metadata is None and not up.key.endswith("/"):
             metadata = self._head(up)
         claims = claims_of(metadata or {})
-        if claims or ref is None or not self.settings.events_sidecar:
+        if claims or ref is None or not self.settings.events_sidecar or not self.reads_uploads:
             return claims, f"metadata of {short(up.key)}", None
         sidecar = f"{ref}.json"
         where = f"sidecar {short(sidecar)}"

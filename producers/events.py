@@ -9,12 +9,14 @@ receives in flight on a small thread pool:
    ``IDBATCH_EVENTS_MAX_RECEIVES`` times is poison *by itself* (never the listener or
    the valid messages received with it): a rejected job ``sqs:<message id>`` with its
    reason, copied to ``IDBATCH_EVENTS_DLQ_URL`` when set.
-2. read each new object's metadata (a HEAD; MinIO's events carry it) or its
-   ``<ref>.json`` sidecar: external ref, claimed name and ID number, validated like
-   manifest rows; and its routing key, which with the object's bucket/prefix selects
-   provider, config and batch (``IDBATCH_EVENTS_ROUTES``). Object versions the ledger
-   already holds are duplicates and skip this. An S3 that fails transiently leaves the
-   message undeleted, to come back.
+2. route each new object by bucket/prefix (``IDBATCH_EVENTS_ROUTES``). Its claims
+   (external ref, claimed name and ID number, validated like manifest rows) are read
+   here when the event carries its metadata (MinIO), or by a HEAD (else its
+   ``<ref>.json`` sidecar) when a rule routes by the object's routing key or
+   ``IDBATCH_EVENTS_CLAIMS=listener``; object versions the ledger already holds skip
+   that. Otherwise the worker reads them from the HEAD it sends before every call
+   (``workers.upload_claims``), and the listener makes no S3 request at all. An S3 that
+   fails transiently leaves the message undeleted, to come back.
 3. record (``producers.pairing.record_sides``): the receives completed so far are
    committed in one transaction: sides into the ledger, every card now complete
    into one job, lone sides pending in Postgres. Then the jobs are published.
@@ -145,10 +147,13 @@ class EventListener:
         )
         received = _Received([self._parse(m) for m in response.get("Messages", [])], self.clock())
         uploads = [u for p in received.parsed for u in p.uploads]
-        if uploads:
+        if uploads and self.sides.reads_uploads:
+            # versions the ledger holds need no HEAD (a redelivery): one query saves them
             with session_scope() as session:
                 known = known_objects(session, [(u.url, u.etag) for u in uploads])
             self._prepare(received.parsed, known)
+        elif uploads:
+            self._prepare(received.parsed, set())  # no S3 request: the ledger's insert finds duplicates
         return received
 
     def _parse(self, message: dict[str, Any]) -> _Parsed:
@@ -174,7 +179,11 @@ class EventListener:
                     p.sidecars += 1  # read with its card's images, not a job itself
                 else:
                     todo.append((p, upload))
-        for (p, _), side in zip(todo, self._heads.map(self._side_or_none, [u for _, u in todo]), strict=True):
+        ups = [u for _, u in todo]
+        # S3 requests run side by side on a pool; without any, the pool's hand-offs are pure cost
+        pool_map = self._heads.map if self.sides.reads_uploads else map
+        found = pool_map(self._side_or_none, ups)
+        for (p, _), side in zip(todo, found, strict=True):
             if side is None:
                 p.deferred = True
             elif not p.deferred:

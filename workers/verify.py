@@ -32,7 +32,7 @@ from idbatch.logging import get_logger
 from idbatch.providers import errors
 from idbatch.providers.base import VerifyRequest, planned_sides
 from idbatch.storage.base import StorageUnavailable
-from workers import prepare, record
+from workers import prepare, record, upload_claims
 from workers.content import content_key
 from workers.durable import durably
 from workers.record import Outcome
@@ -111,12 +111,19 @@ def _process_claimed(
             if claimed.back_image
             else None
         )
+        if upload_claims.wanted(claimed, front):  # an upload's claims, from the HEAD just made
+            column = "claims"
+            claimed = upload_claims.adopt(claimed, front, back, rt)
     except images.ImageRefError as exc:
         reason = f"{column}: {exc}"
         return durably(lambda: record.finish_rejected(claimed, reason, rt), "finish")
+    except upload_claims.Unusable as exc:
+        unusable = str(exc)
+        return durably(lambda: record.finish_rejected(claimed, unusable, rt), "finish")
     except StorageUnavailable as exc:
         # The image store failed, not the provider (no call was made): retry like a 5xx.
-        error = errors.Unavailable(f"{column}: {exc}", side=column.removesuffix("_image"))
+        side = "back" if column == "back_image" else "front"  # a sidecar is the card's, read with its front
+        error = errors.Unavailable(f"{column}: {exc}", side=side)
         account = next(iter(adapters))
         return record.finish_error(claimed, error, now(), 0.0, account, policy, rt, handoff=None)
 

@@ -21,6 +21,9 @@ class ImageSource:
     ref: str
     url: str | None
     load: Callable[[], bytes] | None = None
+    # The object's user metadata when the store gave it (S3): what an upload claims about
+    # its card (``idbatch.upload_claims``). None for local files and plain URLs.
+    metadata: dict[str, str] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

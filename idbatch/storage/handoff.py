@@ -45,16 +45,16 @@ def s3_image_source(settings: Settings, ref: str, provider: str) -> ImageSource:
         raise images.ImageRefError("bucket not allowed (IDBATCH_S3_ALLOWED)")
     storage = S3Storage(make_client("s3", settings.s3_endpoint_url))
     try:
-        data = storage.read(ref, settings.image_max_bytes)
+        data, metadata = storage.read_object(ref, settings.image_max_bytes)
     except ObjectMissing as exc:
         raise images.ImageRefError(str(exc)) from exc
     except ValueError as exc:  # over the size limit, told by HEAD before any GET
         raise images.ImageRefError(str(exc)) from exc
     images.inspect(data, settings.image_max_bytes)
     if handoff_for(settings, provider) == "inline":
-        return ImageSource(ref=ref, url=None, load=lambda: data)
+        return ImageSource(ref=ref, url=None, load=lambda: data, metadata=metadata)
     try:
         url = storage.fetch_url(ref, settings.s3_presign_ttl_s)
     except Exception as exc:
         raise StorageUnavailable(f"cannot presign ({type(exc).__name__})") from exc
-    return ImageSource(ref=ref, url=url, load=None)
+    return ImageSource(ref=ref, url=url, load=None, metadata=metadata)

@@ -133,12 +133,16 @@ class S3Storage:
             raise map_error(exc, prefix_url) from exc
 
     def head(self, url: str) -> ObjectInfo:
+        return self._head(url)[0]
+
+    def _head(self, url: str) -> tuple[ObjectInfo, dict[str, str]]:
         bucket, key = parse_s3_url(url)
         try:
             meta = self.client.head_object(Bucket=bucket, Key=key)
         except Exception as exc:
             raise map_error(exc, _name(key)) from exc
-        return ObjectInfo(url, key, int(meta["ContentLength"]), str(meta.get("ETag", "")).strip('"'))
+        info = ObjectInfo(url, key, int(meta["ContentLength"]), str(meta.get("ETag", "")).strip('"'))
+        return info, {str(k): str(v) for k, v in (meta.get("Metadata") or {}).items()}
 
     def open(self, url: str) -> BinaryIO:
         bucket, key = parse_s3_url(url)
@@ -149,7 +153,12 @@ class S3Storage:
         return io.BufferedReader(_BodyReader(body), STREAM_BUFFER)
 
     def read(self, url: str, max_bytes: int) -> bytes:
-        info = self.head(url)  # HEAD first: never download what we would refuse anyway
+        return self.read_object(url, max_bytes)[0]
+
+    def read_object(self, url: str, max_bytes: int) -> tuple[bytes, dict[str, str]]:
+        """The object's bytes and its user metadata (``x-amz-meta-*`` as boto3 names them:
+        the prefix off, lower case), from the HEAD that is sent first anyway."""
+        info, metadata = self._head(url)  # HEAD first: never download what we would refuse anyway
         if info.size > max_bytes:
             raise ValueError(f"image is {info.size} bytes, over the {max_bytes}-byte limit")
         bucket, key = parse_s3_url(url)
@@ -160,7 +169,7 @@ class S3Storage:
                 data: bytes = body.read(max_bytes + 1)
         except Exception as exc:
             raise map_error(exc, _name(key)) from exc
-        return data
+        return data, metadata
 
     def fetch_url(self, url: str, ttl_s: int) -> str:
         bucket, key = parse_s3_url(url)
