@@ -152,12 +152,28 @@ def resolve(session: Session, links: list[tuple[int, int]], now: dt.datetime) ->
     )
 
 
+_flows: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
+
+
 def batch_flows(session: Session, batch_ids: Iterable[int]) -> dict[int, tuple[str, dict[str, Any]]]:
-    """{batch: (provider, config)}."""
-    rows = session.execute(
-        select(Batch.id, Batch.provider, Batch.provider_config).where(Batch.id.in_(set(batch_ids)))
-    )
-    return {int(b): (str(p), dict(c or {})) for b, p, c in rows}
+    """{batch: (provider, config)}.
+
+    A batch's provider and config are written once, when it is created, so they are
+    remembered per database and batch: the listener's commit, which waits for every
+    round trip while its receive threads hold the GIL, asks for them once per batch.
+    """
+    db = str(session.get_bind().engine.url)
+    wanted = set(batch_ids)
+    missing = [b for b in wanted if (db, b) not in _flows]
+    if missing:
+        rows = session.execute(
+            select(Batch.id, Batch.provider, Batch.provider_config).where(Batch.id.in_(missing))
+        )
+        if len(_flows) > 10_000:
+            _flows.clear()
+        for b, p, c in rows:
+            _flows[(db, int(b))] = (str(p), dict(c or {}))
+    return {b: (_flows[(db, b)][0], dict(_flows[(db, b)][1])) for b in wanted if (db, b) in _flows}
 
 
 def ledger_summary(session: Session, batch_ids: Iterable[int]) -> dict[str, int]:

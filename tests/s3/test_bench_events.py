@@ -30,6 +30,9 @@ def test_bench_events_ci_sized_run_pairs_every_card() -> None:
     out = run.stdout
     report = json.loads(out[out.index("{\n") :])
     assert report["listener"]["all_paired"] and report["baseline_one_at_a_time"]["all_paired"]
+    assert report["listener_reads_claims"]["all_paired"]
+    assert report["listener"]["claims_read_by"] == "worker"
+    assert report["listener_reads_claims"]["claims_read_by"] == "listener"
     assert report["listener"]["jobs"] == 25 and report["listener"]["events"] == 50
     assert report["moto"] == "bench/moto_fast.py"  # the patched server answered everything
     assert (
