@@ -35,13 +35,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from moto import backends
 from moto.core.utils import unix_time
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs import models
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.s3.moto_sqs import serialize_sqs  # the project root is on the path only now
 
 _local = threading.local()
 _full_attributes = models.Queue.attributes.fget  # type: ignore[attr-defined]
@@ -97,6 +102,7 @@ models.SQSBackend.is_message_valid_based_on_retention_period = _retention_ok  # 
 models.Queue.attributes = property(_attributes)  # type: ignore[assignment,method-assign]
 models.SQSBackend.send_message = _send_message  # type: ignore[method-assign]
 models.Queue.delete_message = _delete_message  # type: ignore[method-assign]
+serialize_sqs()  # concurrent receives on one queue raced in moto (HTTP 500, messages hidden)
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 

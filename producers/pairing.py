@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from db.events import (
+    LedgerRow,
     allot_rows,
     batch_flows,
     expired_cards,
@@ -35,7 +36,6 @@ from db.events import (
     resolved_sides,
 )
 from db.ingest import default_inserter
-from db.models_events import EventObject
 from db.session import session_scope
 from dispatch.publish import Publisher, after_commit
 from idbatch.domain import JobStatus
@@ -114,7 +114,7 @@ def two_sided(provider: str) -> bool:
     return bool(adapters[provider].two_sided)
 
 
-def _info(row: EventObject) -> ObjectInfo:
+def _info(row: LedgerRow) -> ObjectInfo:
     return ObjectInfo(row.url, row.url.split("/", 3)[-1], row.size, row.etag)
 
 
@@ -122,7 +122,7 @@ def _ref_of(card_key: str) -> str:
     return card_key.split("/", 1)[1]
 
 
-def _claims(rows: list[EventObject]) -> tuple[str | None, str | None, str | None, list[str]]:
+def _claims(rows: list[LedgerRow]) -> tuple[str | None, str | None, str | None, list[str]]:
     """(external_ref, name, id number, conflicts) of a card from its sides' ledger rows."""
     v = vault()
     found: dict[str, str] = {}
@@ -142,7 +142,7 @@ def _claims(rows: list[EventObject]) -> tuple[str | None, str | None, str | None
 
 
 def _card(
-    batch_id: int, card_key: str, front: EventObject | None, back: EventObject | None, lone: str | None
+    batch_id: int, card_key: str, front: LedgerRow | None, back: LedgerRow | None, lone: str | None
 ) -> _Planned:
     """The job of one card: two-sided, one-sided, or rejected with every reason."""
     rows = [r for r in (front, back) if r is not None]
@@ -184,7 +184,7 @@ def _single(side: Side, ledger_id: int) -> _Planned:
     return _Planned(side.batch_id, item, [ledger_id])
 
 
-def _extra_side(row: EventObject) -> _Planned:
+def _extra_side(row: LedgerRow) -> _Planned:
     """A second version of a side while the first still waits: accounted for, not used."""
     ref = _ref_of(str(row.card_key))
     reason = f"second {row.side} image for {ref}; the first one received is used"
@@ -195,7 +195,7 @@ def _extra_side(row: EventObject) -> _Planned:
 
 
 def _pair_up(
-    grouped: dict[tuple[int, str], list[EventObject]],
+    grouped: dict[tuple[int, str], list[LedgerRow]],
     *,
     expire: bool,
     window_s: float,
@@ -280,7 +280,7 @@ def record_sides(
                 planned.append(_single(side, ledger_id))
             else:
                 cards.add((side.batch_id, side.card_key))
-        grouped: dict[tuple[int, str], list[EventObject]] = defaultdict(list)
+        grouped: dict[tuple[int, str], list[LedgerRow]] = defaultdict(list)
         for row in pending_sides(session, cards):
             grouped[(row.batch_id, str(row.card_key))].append(row)
         made = _pair_up(grouped, expire=False, window_s=0, flows={}, earlier={})
@@ -307,7 +307,7 @@ def sweep_expired(publish: Publisher, now: dt.datetime, window_s: float, limit: 
         if not cards:
             return out
         lock_cards(session, [f"{b}:{c}" for b, c in cards])
-        grouped: dict[tuple[int, str], list[EventObject]] = defaultdict(list)
+        grouped: dict[tuple[int, str], list[LedgerRow]] = defaultdict(list)
         for row in pending_sides(session, cards):
             grouped[(row.batch_id, str(row.card_key))].append(row)
         flows = batch_flows(session, {b for b, _ in cards})

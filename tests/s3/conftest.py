@@ -19,6 +19,7 @@ from db.migrate import upgrade
 from idbatch.settings import Settings
 from idbatch.storage.s3 import make_client
 from tests.conftest import Env
+from tests.s3.moto_sqs import serialize_sqs
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,7 @@ def moto_url() -> Iterator[str]:
     # moto's werkzeug logs every request at INFO, in this process: under idbatch's root
     # handler those lines would land in the CLI output the tests read.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    serialize_sqs()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
