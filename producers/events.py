@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime as dt
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +57,6 @@ from producers.pairing import Side, poison_job, record_sides, sweep_all
 log = get_logger(__name__)
 
 SQS_MAX_BATCH = 10
-SWITCH_INTERVAL_S = 0.0005
 __all__ = ["EventListener", "PoisonMessage", "PollStats", "parse_notification"]
 
 
@@ -304,16 +302,7 @@ class EventListener:
         """Poll until ``stop`` is set, ``max_messages`` were handled, or (``until_idle``) the
         queue answers empty; receives run ``events_concurrency`` at a time."""
         wait = self.settings.events_wait_s if wait_s is None else wait_s
-        # The commit (this thread) waits on ~10 Postgres round trips while the receive
-        # threads run botocore; each reply then waits for the GIL up to the switch
-        # interval (5 ms by default): a convoy that made a 16-event commit take ~25 ms.
-        # A shorter interval while the loop runs (restored after) bounds that wait.
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, SWITCH_INTERVAL_S))
-        try:
-            return self._run(wait, max_messages, until_idle, stop)
-        finally:
-            sys.setswitchinterval(interval)
+        return self._run(wait, max_messages, until_idle, stop)
 
     def _run(
         self, wait: int, max_messages: int | None, until_idle: bool, stop: threading.Event | None
