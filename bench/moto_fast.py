@@ -2,9 +2,9 @@
 
 moto stands in for AWS here; its costs are not ones production pays, but they run on
 the same two cores as the listener, so they cap what the benchmark can show. Profiled
-with py-spy (docs/events.md), moto 5.2.5 spent ~48% of its CPU in ``Queue.attributes``,
-which counts every message of the queue three times (visible, delayed, in flight), each
-count calling ``utcnow`` per message:
+with py-spy (README, "Performance"; docs/events.md for the listener), moto 5.2.5 spent
+~48% of its CPU in ``Queue.attributes``, which counts every message of the queue three
+times (visible, delayed, in flight), each count calling ``utcnow`` per message:
 
 - ``ReceiveMessage`` asks for it once per *message returned*
   (``is_message_valid_based_on_retention_period`` reads ``MessageRetentionPeriod``
