@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from db.events import known_objects
@@ -51,6 +51,7 @@ from idbatch.providers import check_config
 from idbatch.settings import Settings
 from idbatch.storage.s3 import make_client
 from producers.event_parse import SIDECAR, PoisonMessage, Upload, parse_notification
+from producers.event_receive import Parsed, Received, Receivers
 from producers.event_sides import Deferred, SideReader
 from producers.pairing import Side, poison_job, record_sides, sweep_all
 
@@ -82,23 +83,6 @@ class PollStats:
     @property
     def events_per_s(self) -> float:
         return self.received / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-@dataclass
-class _Parsed:
-    message: dict[str, Any]
-    uploads: list[Upload] = field(default_factory=list)
-    poison: str | None = None
-    sides: list[Side] = field(default_factory=list)
-    duplicates: int = 0
-    sidecars: int = 0
-    deferred: bool = False
-
-
-@dataclass
-class _Received:
-    parsed: list[_Parsed]
-    received_at: float
 
 
 class EventListener:
@@ -137,7 +121,7 @@ class EventListener:
 
     # --- receive and prepare (pool threads) ---------------------------------------------
 
-    def _receive(self, wait_s: int, max_messages: int = SQS_MAX_BATCH) -> _Received:
+    def _receive(self, wait_s: int, max_messages: int = SQS_MAX_BATCH) -> Received:
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=max_messages,
@@ -145,7 +129,7 @@ class EventListener:
             VisibilityTimeout=self.settings.events_visibility_s,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
-        received = _Received([self._parse(m) for m in response.get("Messages", [])], self.clock())
+        received = Received([self._parse(m) for m in response.get("Messages", [])], self.clock())
         uploads = [u for p in received.parsed for u in p.uploads]
         if uploads and self.sides.reads_uploads:
             # versions the ledger holds need no HEAD (a redelivery): one query saves them
@@ -156,21 +140,21 @@ class EventListener:
             self._prepare(received.parsed, set())  # no S3 request: the ledger's insert finds duplicates
         return received
 
-    def _parse(self, message: dict[str, Any]) -> _Parsed:
+    def _parse(self, message: dict[str, Any]) -> Parsed:
         try:
             receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             if receives > self.settings.events_max_receives:
-                return _Parsed(message, poison=f"received {receives} times without being recorded")
-            return _Parsed(message, parse_notification(str(message.get("Body", "")), self._buckets))
+                return Parsed(message, poison=f"received {receives} times without being recorded")
+            return Parsed(message, parse_notification(str(message.get("Body", "")), self._buckets))
         except PoisonMessage as exc:
-            return _Parsed(message, poison=str(exc))
+            return Parsed(message, poison=str(exc))
         except (ValueError, TypeError, AttributeError, KeyError, OverflowError, RecursionError) as exc:
             # 1e400 sizes, 100 000-deep nesting, wrong types: named by class, never echoed
-            return _Parsed(message, poison=f"unreadable message ({type(exc).__name__})")
+            return Parsed(message, poison=f"unreadable message ({type(exc).__name__})")
 
-    def _prepare(self, parsed: list[_Parsed], known: set[tuple[str, str]]) -> None:
+    def _prepare(self, parsed: list[Parsed], known: set[tuple[str, str]]) -> None:
         """Read every new object of one receive, side by side (S3 latency, not CPU)."""
-        todo: list[tuple[_Parsed, Upload]] = []
+        todo: list[tuple[Parsed, Upload]] = []
         for p in parsed:
             for upload in p.uploads:
                 if (upload.url, upload.etag) in known:
@@ -201,12 +185,12 @@ class EventListener:
 
     # --- record and delete (the calling thread) -----------------------------------------
 
-    def _commit(self, group: list[_Received]) -> PollStats:
+    def _commit(self, group: list[Received]) -> PollStats:
         stats, handled = self._record(group)
         stats.deleted = self._delete(handled)
         return stats
 
-    def _record(self, group: list[_Received]) -> tuple[PollStats, list[dict[str, Any]]]:
+    def _record(self, group: list[Received]) -> tuple[PollStats, list[dict[str, Any]]]:
         """Commit what the receives brought; the messages that may now be deleted."""
         parsed = [p for r in group for p in r.parsed]
         stats = PollStats(received=len(parsed))
@@ -236,7 +220,7 @@ class EventListener:
         out = sweep_all(self.publish, self.now(), self.settings.events_pair_window_s)
         return PollStats(jobs=out.jobs, rejected=out.rejected, paired=out.paired)
 
-    def _keep_invisible(self, group: list[_Received]) -> None:
+    def _keep_invisible(self, group: list[Received]) -> None:
         """Extend the visibility timeout of receives whose handling has used half of it."""
         timeout = self.settings.events_visibility_s
         for received in group:
@@ -252,7 +236,7 @@ class EventListener:
                 )
             received.received_at = self.clock()
 
-    def _set_aside(self, poison: list[_Parsed]) -> None:
+    def _set_aside(self, poison: list[Parsed]) -> None:
         if not poison or not self.settings.events_dlq_url:
             return
         for p in poison:
@@ -315,7 +299,7 @@ class EventListener:
             ThreadPoolExecutor(n, thread_name_prefix="listen") as pool,
             ThreadPoolExecutor(2, thread_name_prefix="listen-delete") as deleter,
         ):
-            receivers = _Receivers(pool, lambda: self._receive(wait), n, max_messages, until_idle, stop)
+            receivers = Receivers(pool, lambda: self._receive(wait), n, max_messages, until_idle, stop)
             receivers.start()
             try:
                 self._loop(receivers, deleter, deleting, total, last_sweep)
@@ -330,7 +314,7 @@ class EventListener:
 
     def _loop(
         self,
-        receivers: _Receivers,
+        receivers: Receivers,
         deleter: ThreadPoolExecutor,
         deleting: set[Future[int]],
         total: PollStats,
@@ -359,108 +343,6 @@ class EventListener:
             if self.clock() - last_sweep >= self.settings.events_sweep_s:
                 total.add(self.sweep())
                 last_sweep = self.clock()
-
-
-class _Receivers:
-    """``n`` receives kept in flight, each replaced the moment it completes.
-
-    Replacing them from the commit loop left a slot idle for the whole commit (~25 ms
-    for 16 events on this box), so receives and commits took turns instead of
-    overlapping. Completed receives wait in ``results`` for the commit loop, which takes
-    all of them into one transaction; when ``4 n`` are waiting, a completing slot parks
-    instead (the messages it would bring could only wait, invisible, behind the others)
-    and ``unpark`` restarts it once the loop has taken the buffer.
-
-    A slot stops for good when ``stop`` is set, when ``max_messages`` messages were
-    received, when its receive failed (the loop raises the error), or, ``until_idle``,
-    when its receive came back empty; the loop ends when every slot has stopped and
-    the buffer is empty.
-    """
-
-    def __init__(
-        self,
-        pool: ThreadPoolExecutor,
-        receive: Callable[[], _Received],
-        n: int,
-        max_messages: int | None,
-        until_idle: bool,
-        stop: threading.Event | None,
-    ) -> None:
-        self.results: queue.SimpleQueue[Future[_Received]] = queue.SimpleQueue()
-        self._pool, self._receive, self._n = pool, receive, n
-        self._max, self._until_idle, self._stop = max_messages, until_idle, stop
-        self._lock = threading.Lock()
-        self._running = self._parked = self._received = self._buffered = 0
-        self._stopped = False
-
-    def start(self) -> None:
-        for _ in range(self._n):
-            self._submit()
-
-    def _submit(self) -> None:
-        with self._lock:
-            if self._stopped or (self._stop is not None and self._stop.is_set()):
-                return
-            self._running += 1
-        self._launch()
-
-    def _launch(self) -> None:
-        try:
-            self._pool.submit(self._receive).add_done_callback(self._completed)
-        except RuntimeError:  # the pool is shutting down (the loop raised): no more receives
-            with self._lock:
-                self._running -= 1
-                self._stopped = True
-
-    def _completed(self, future: Future[_Received]) -> None:
-        # Into the buffer before the slot stops counting as running: ``finished`` must
-        # never see a receive that is neither running nor waiting.
-        self.results.put(future)
-        with self._lock:
-            self._buffered += 1
-            failed = future.exception() is not None
-            got = 0 if failed else len(future.result().parsed)
-            self._received += got
-            if failed or (self._max is not None and self._received >= self._max):
-                self._stopped = True
-            again = not self._stopped and not (self._stop is not None and self._stop.is_set())
-            if again and self._until_idle and got == 0:
-                again = False  # this slot found the queue empty
-            elif again and self._buffered >= 4 * self._n:
-                self._parked += 1
-                again = False
-            if not again:
-                self._running -= 1  # a slot that receives again stays counted throughout
-        if again:
-            self._launch()
-
-    def stop_all(self) -> None:
-        with self._lock:
-            self._stopped = True
-
-    def drain(self) -> list[Future[_Received]]:
-        """Every completed receive waiting now (after one taken from ``results``)."""
-        out: list[Future[_Received]] = []
-        while True:
-            try:
-                out.append(self.results.get_nowait())
-            except queue.Empty:
-                break
-        with self._lock:
-            self._buffered -= len(out) + 1
-        return out
-
-    def unpark(self) -> None:
-        with self._lock:
-            parked, self._parked = self._parked, 0
-        for _ in range(parked):
-            self._submit()
-
-    def finished(self) -> bool:
-        with self._lock:
-            stopped = self._stopped or (self._stop is not None and self._stop.is_set())
-            idle = self._running == 0 and (self._parked == 0 or stopped)
-        return idle and self.results.empty()
 
 
 def _chunks(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,16 +21,14 @@ from sqlalchemy import func, select
 from db.migrate import upgrade
 from db.models import Attempt, Job, JobWarning
 from db.session import session_scope
-from idbatch.domain import TERMINAL_STATUSES, JobStatus, WarningCode
+from idbatch.domain import JobStatus, WarningCode
 from idbatch.pii import AD_CLAIMED_ID, AD_CLAIMED_NAME, vault
 from idbatch.settings import Settings
 from idbatch.storage.s3 import make_client
 from producers.events import EventListener
-from simulator.cards import RegistryEntry
 from tests.conftest import Env, Simulator, fresh_database
-from tests.s3.test_event_pairing import Uploads, _b64_word, _identities
-from workers.runtime import runtime
-from workers.verify import process_job
+from tests.s3.helpers import drain
+from tests.s3.test_event_pairing import Uploads, _b64_word, _identities, registered
 
 pytestmark = pytest.mark.integration
 
@@ -56,19 +53,7 @@ def own_db() -> Iterator[str]:
         yield url
 
 
-def _run_all(batch_id: int) -> dict[str, Job]:
-    for _ in range(20):  # retries (an injected fault, a wait for a reusable answer) until terminal
-        with session_scope() as session:
-            open_ids = list(
-                session.scalars(
-                    select(Job.id).where(Job.batch_id == batch_id, Job.status.not_in(TERMINAL_STATUSES))
-                )
-            )
-        if not open_ids:
-            break
-        for job_id in open_ids:
-            process_job(job_id, runtime())
-        time.sleep(0.2)
+def _jobs() -> dict[str, Job]:
     with session_scope() as session:
         return {str(j.front_image).rsplit("/", 1)[-1]: j for j in session.scalars(select(Job))}
 
@@ -80,11 +65,7 @@ def test_the_worker_reads_checks_and_stores_the_claims_of_uploads(
     assert settings.events_claims == "worker" and not settings.events_routes
     sqs = make_client("sqs", settings.sqs_endpoint_url)
     queue = sqs.create_queue(QueueName=f"claims-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    people = _identities(3)
-    for ident, _, _ in people:
-        simulator.state.registry[ident.id_number] = RegistryEntry(
-            ident.id_number, ident.name, ident.portrait_seed
-        )  # type: ignore[attr-defined]
+    people = registered(simulator, 3)
     up = Uploads(s3, sqs, bucket, queue)
     wrong_name, bad_id, conflict, sidecar, bad_sidecar, bare = {3, 9}, {5}, {7}, {11}, {13}, {15}
     plan = []
@@ -126,7 +107,8 @@ def test_the_worker_reads_checks_and_stores_the_claims_of_uploads(
         )
     assert unread == CARDS  # the claims are still in S3
 
-    jobs = _run_all(listener.batch_id)
+    drain(listener.batch_id)
+    jobs = _jobs()
     v = vault()
     with session_scope() as session:
         billed = dict(session.execute(select(Attempt.job_id, func.count()).group_by(Attempt.job_id)).all())
@@ -190,8 +172,7 @@ def test_with_claims_at_the_listener_it_reads_them_at_ingest(
     )
     assert listener.run(until_idle=True, wait_s=1).jobs == 1
     assert counting.calls >= 4  # a HEAD per object
-    with session_scope() as session:
-        jobs = {str(j.front_image).rsplit("/", 1)[-1]: j for j in session.scalars(select(Job))}
+    jobs = _jobs()
     assert vault().decrypt(jobs["A1-front.jpg"].claimed_name_enc, AD_CLAIMED_NAME) == ident.name
     assert jobs["A2-front.jpg"].status == JobStatus.REJECTED  # refused at ingest, never queued
     assert "field id_number" in (jobs["A2-front.jpg"].last_error or "")

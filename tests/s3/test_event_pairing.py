@@ -65,6 +65,16 @@ def _identities(n: int) -> list[tuple[Identity, bytes, bytes]]:
     return out
 
 
+def registered(simulator: Simulator, n: int) -> list[tuple[Identity, bytes, bytes]]:
+    """``n`` synthetic people with card images, known to the simulator's registry."""
+    people = _identities(n)
+    for ident, _, _ in people:
+        simulator.state.registry[ident.id_number] = RegistryEntry(
+            ident.id_number, ident.name, ident.portrait_seed
+        )  # type: ignore[attr-defined]
+    return people
+
+
 def _b64_word(text: str) -> str:
     """Non-ASCII metadata as SDKs send it: an RFC 2047 encoded word."""
     return "=?UTF-8?B?" + base64.b64encode(text.encode()).decode() + "?="
@@ -168,11 +178,7 @@ def test_a_thousand_cards_pair_across_redelivery_a_crash_and_late_backs(
     )
     sqs = make_client("sqs", settings.sqs_endpoint_url)
     queue = sqs.create_queue(QueueName=f"cards-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    people = _identities(4)
-    for ident, _, _ in people:
-        simulator.state.registry[ident.id_number] = RegistryEntry(
-            ident.id_number, ident.name, ident.portrait_seed
-        )  # type: ignore[attr-defined]
+    people = registered(simulator, 4)
     up = Uploads(s3, sqs, bucket, queue)
     rng = random.Random(7)
 

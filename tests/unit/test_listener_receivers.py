@@ -1,4 +1,4 @@
-"""The listener's receive slots (``producers.events._Receivers``), without SQS.
+"""The listener's receive slots (``producers.events.Receivers``), without SQS.
 
 They keep ``n`` receives in flight whatever the commit loop is doing, never more; stop
 on an empty receive (until idle), on ``max_messages``, on a failed receive; and park
@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from producers.events import _Parsed, _Received, _Receivers
+from producers.event_receive import Parsed, Received, Receivers
 
 
 class FakeQueue:
@@ -26,7 +26,7 @@ class FakeQueue:
         self.lock = threading.Lock()
         self.running = self.most = self.calls = 0
 
-    def receive(self) -> _Received:
+    def receive(self) -> Received:
         with self.lock:
             self.running += 1
             self.calls += 1
@@ -36,10 +36,10 @@ class FakeQueue:
         time.sleep(self.delay_s)
         with self.lock:
             self.running -= 1
-        return _Received([_Parsed({"MessageId": str(i)}) for i in range(take)], time.monotonic())
+        return Received([Parsed({"MessageId": str(i)}) for i in range(take)], time.monotonic())
 
 
-def _consume(receivers: _Receivers) -> int:
+def _consume(receivers: Receivers) -> int:
     got = 0
     while not receivers.finished():
         try:
@@ -55,7 +55,7 @@ def _consume(receivers: _Receivers) -> int:
 def test_until_idle_every_message_is_handed_over_with_at_most_n_in_flight() -> None:
     fake = FakeQueue(total=503)
     with ThreadPoolExecutor(4) as pool:
-        receivers = _Receivers(pool, fake.receive, 4, None, True, None)
+        receivers = Receivers(pool, fake.receive, 4, None, True, None)
         receivers.start()
         assert _consume(receivers) == 503
     assert fake.most <= 4 and fake.left == 0
@@ -64,7 +64,7 @@ def test_until_idle_every_message_is_handed_over_with_at_most_n_in_flight() -> N
 def test_max_messages_stops_the_slots() -> None:
     fake = FakeQueue(total=10_000)
     with ThreadPoolExecutor(3) as pool:
-        receivers = _Receivers(pool, fake.receive, 3, 100, False, None)
+        receivers = Receivers(pool, fake.receive, 3, 100, False, None)
         receivers.start()
         got = _consume(receivers)
     assert 100 <= got <= 100 + 3 * 10  # the receives already in flight complete
@@ -73,7 +73,7 @@ def test_max_messages_stops_the_slots() -> None:
 def test_a_loop_that_falls_behind_parks_the_slots_then_restarts_them() -> None:
     fake = FakeQueue(total=10_000, delay_s=0.0)
     with ThreadPoolExecutor(2) as pool:
-        receivers = _Receivers(pool, fake.receive, 2, None, False, None)
+        receivers = Receivers(pool, fake.receive, 2, None, False, None)
         receivers.start()
         time.sleep(0.3)  # nobody takes the results
         assert fake.calls <= 4 * 2 + 2  # parked at 4 n buffered, not receiving on
@@ -92,12 +92,12 @@ def test_a_loop_that_falls_behind_parks_the_slots_then_restarts_them() -> None:
 def test_a_failed_receive_stops_the_slots_and_reaches_the_loop() -> None:
     calls = []
 
-    def failing() -> _Received:
+    def failing() -> Received:
         calls.append(1)
         raise ConnectionError("SQS is gone")
 
     with ThreadPoolExecutor(2) as pool:
-        receivers = _Receivers(pool, failing, 2, None, False, None)
+        receivers = Receivers(pool, failing, 2, None, False, None)
         receivers.start()
         future = receivers.results.get(timeout=5)
         with pytest.raises(ConnectionError):
