@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Delete,
     Insert,
+    Row,
     Select,
     Update,
     and_,
@@ -119,7 +121,8 @@ def core(session: Tx) -> Connection:
 
 
 @cache
-def _claim_stmt() -> Update:
+def claim_stmt(many: bool = False) -> Update:
+    """The claim: one job (``job_id``), or every claimable one of ``job_ids`` (``db.claims``)."""
     now = bindparam("now", type_=Job.updated_at.type)
     claimable = or_(
         and_(Job.status.in_(CLAIMABLE), or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now)),
@@ -128,7 +131,11 @@ def _claim_stmt() -> Update:
     batch_active = exists().where(Batch.id == Job.batch_id, Batch.state == BatchState.ACTIVE)
     return (
         update(Job)
-        .where(Job.id == bindparam("job_id"), claimable, batch_active)
+        .where(
+            Job.id.in_(bindparam("job_ids", expanding=True)) if many else Job.id == bindparam("job_id"),
+            claimable,
+            batch_active,
+        )
         .values(
             status=JobStatus.RUNNING,
             lease_owner=bindparam("owner"),
@@ -139,6 +146,7 @@ def _claim_stmt() -> Update:
             content_key=None,  # set again right before the provider call
         )
         .returning(
+            Job.id,
             Job.batch_id,
             Job.attempt_count,
             Job.front_image,
@@ -169,7 +177,10 @@ def _release_stmt(columns: tuple[str, ...]) -> Update:
 
 @cache
 def _content_key_stmt() -> Update:
-    return update(Job).where(*_ours()).values(content_key=bindparam("key"))
+    # The lease is renewed here, right before the call: a job claimed with its group
+    # (db.claims) may have waited for the jobs before it, and the call must be covered.
+    until = bindparam("lease_until", type_=Job.lease_until.type)
+    return update(Job).where(*_ours()).values(content_key=bindparam("key"), lease_until=until)
 
 
 @cache
@@ -231,9 +242,12 @@ def claim(session: Tx, job_id: int, owner: str, lease_s: int) -> Claim | None:
         "owner": owner,
         "lease_until": now + dt.timedelta(seconds=lease_s),
     }
-    row = core(session).execute(_claim_stmt(), params).one_or_none()
-    if row is None:
-        return None
+    row = core(session).execute(claim_stmt(), params).one_or_none()
+    return None if row is None else claimed_row(session, job_id, row)
+
+
+def claimed_row(session: Tx, job_id: int, row: Row[Any]) -> Claim:
+    """The ``Claim`` for one row the claim statement returned (``claim``, ``db.claims``)."""
     if row.claim_seq > 1:
         # An earlier claim's calls still in flight were made by a worker that is gone.
         mark_in_doubt(session, job_id, row.claim_seq - 1)
@@ -266,12 +280,15 @@ def release(session: Tx, claimed: Claim, owner: str, **values: object) -> bool:
     return bool(result.rowcount)
 
 
-def hold_content_key(session: Tx, claimed: Claim, owner: str, key: str) -> bool:
-    """Mark what we are about to pay for; a partial unique index lets one running job hold it.
+def hold_content_key(session: Tx, claimed: Claim, owner: str, key: str, lease_s: float) -> bool:
+    """Mark what we are about to pay for, and renew the lease for the call.
 
-    Raises IntegrityError when another running job holds the same key.
+    A partial unique index lets one running job hold a key: raises IntegrityError when
+    another running job holds the same one. False: the job is no longer ours (our lease
+    expired and another worker claimed it), so we must not call.
     """
-    params = {"job_id": claimed.job_id, "owner": owner, "key": key}
+    lease_until = utcnow() + dt.timedelta(seconds=lease_s)
+    params = {"job_id": claimed.job_id, "owner": owner, "key": key, "lease_until": lease_until}
     return bool(core(session).execute(_content_key_stmt(), params).rowcount)
 
 

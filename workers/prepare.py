@@ -67,7 +67,7 @@ def prepare_call(
                     next_attempt_at=None,
                 )
                 return Outcome(status)
-            if not jobs.hold_content_key(session, claimed, owner, key):
+            if not jobs.hold_content_key(session, claimed, owner, key, rt.settings.lease_s):
                 return Outcome(None)  # our lease expired and another worker took the job
             if begin:
                 jobs.begin_calls(session, begin)

@@ -62,15 +62,21 @@ def default_policy(rt: Runtime) -> RetryPolicy:
 
 
 def process_job(
-    job_id: int, rt: Runtime, *, policy: RetryPolicy | None = None, now: Callable[[], dt.datetime] = utcnow
+    job_id: int,
+    rt: Runtime,
+    *,
+    policy: RetryPolicy | None = None,
+    now: Callable[[], dt.datetime] = utcnow,
+    claim: Claim | None = None,
 ) -> Outcome:
+    """Claim (unless ``claim`` is this job's, taken with its group by ``db.claims``), call, record."""
     settings = rt.settings
 
     def claim_tx() -> Claim | None:
         with connection_scope() as conn:
             return jobs.claim(conn, job_id, rt.worker_id, settings.lease_s)
 
-    claimed = durably(claim_tx, "claim", tries=CLAIM_DB_TRIES)
+    claimed = claim if claim is not None else durably(claim_tx, "claim", tries=CLAIM_DB_TRIES)
     if claimed is None:
         return Outcome(None)  # terminal, paused, someone else's, or not yet due
     policy = policy or default_policy(rt)
