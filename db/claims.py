@@ -30,6 +30,7 @@ from functools import cache
 
 from sqlalchemy import Update, bindparam, update
 
+from db import prebuilt
 from db.jobs import Claim, Tx, claim_stmt, claimed_row, core
 from db.models import Job, utcnow
 from idbatch.domain import JobStatus
@@ -46,7 +47,7 @@ def claim_many(session: Tx, job_ids: list[int], owner: str, lease_s: int) -> dic
         "owner": owner,
         "lease_until": now + dt.timedelta(seconds=lease_s),
     }
-    rows = core(session).execute(claim_stmt(many=True), params).all()
+    rows = prebuilt.execute(core(session), claim_stmt(many=True), params).all()
     return {row.id: claimed_row(session, row.id, row) for row in rows}
 
 
@@ -78,4 +79,4 @@ def hand_back(session: Tx, claims: list[Claim], owner: str) -> set[int]:
     if not claims:
         return set()
     params = {"job_ids": [c.job_id for c in claims], "owner": owner, "now": utcnow()}
-    return set(core(session).execute(_hand_back_stmt(), params).scalars())
+    return set(prebuilt.execute(core(session), _hand_back_stmt(), params).scalars())

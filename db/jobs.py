@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from db import prebuilt
 from db.models import Attempt, Base, Batch, Job, JobWarning, Result, SideAnswer, utcnow
 from idbatch.domain import AttemptOutcome, BatchKind, BatchState, JobStatus, Verdict, WarningSource
 
@@ -242,7 +243,7 @@ def claim(session: Tx, job_id: int, owner: str, lease_s: int) -> Claim | None:
         "owner": owner,
         "lease_until": now + dt.timedelta(seconds=lease_s),
     }
-    row = core(session).execute(claim_stmt(), params).one_or_none()
+    row = prebuilt.execute(core(session), claim_stmt(), params).one_or_none()
     return None if row is None else claimed_row(session, job_id, row)
 
 
@@ -276,7 +277,7 @@ def release(session: Tx, claimed: Claim, owner: str, **values: object) -> bool:
     """Update our job (and drop the lease) only while we still hold its lease."""
     values.setdefault("updated_at", utcnow())
     params = {"job_id": claimed.job_id, "owner": owner, **{f"v_{k}": v for k, v in values.items()}}
-    result = core(session).execute(_release_stmt(tuple(sorted(values))), params)
+    result = prebuilt.execute(core(session), _release_stmt(tuple(sorted(values))), params)
     return bool(result.rowcount)
 
 
@@ -289,12 +290,12 @@ def hold_content_key(session: Tx, claimed: Claim, owner: str, key: str, lease_s:
     """
     lease_until = utcnow() + dt.timedelta(seconds=lease_s)
     params = {"job_id": claimed.job_id, "owner": owner, "key": key, "lease_until": lease_until}
-    return bool(core(session).execute(_content_key_stmt(), params).rowcount)
+    return bool(prebuilt.execute(core(session), _content_key_stmt(), params).rowcount)
 
 
 def stored_verdict(session: Tx, job_id: int) -> Verdict | None:
     """The verdict already recorded for this job (an earlier worker, an ambiguous commit)."""
-    return core(session).execute(_stored_verdict_stmt(), {"job_id": job_id}).scalar()
+    return prebuilt.execute(core(session), _stored_verdict_stmt(), {"job_id": job_id}).scalar()
 
 
 def reusable_result(session: Tx, claimed: Claim, key: str, since: dt.datetime) -> Result | None:
@@ -305,7 +306,7 @@ def reusable_result(session: Tx, claimed: Claim, key: str, since: dt.datetime) -
     connection's transaction (``orm_session``), so it reads what this transaction sees.
     """
     params = {"key": key, "job_id": claimed.job_id, "batch_id": claimed.batch_id, "since": since}
-    result_id = core(session).execute(_reusable_stmt(claimed.rerun), params).scalar()  # almost always None
+    result_id = prebuilt.execute(core(session), _reusable_stmt(claimed.rerun), params).scalar()  # mostly None
     return None if result_id is None else orm_session(session).get(Result, result_id)
 
 
@@ -356,18 +357,18 @@ def begin_calls(session: Tx, rows: list[dict[str, object]]) -> None:
 
 def clear_in_flight(session: Tx, job_id: int, number: int) -> None:
     """Drop this attempt's write-ahead rows; the caller inserts what really happened."""
-    core(session).execute(_clear_in_flight_stmt(), {"job_id": job_id, "number": number})
+    prebuilt.execute(core(session), _clear_in_flight_stmt(), {"job_id": job_id, "number": number})
 
 
 def mark_in_doubt(session: Tx, job_id: int, up_to_number: int) -> None:
     """Calls still ``in_flight`` in attempts up to ``up_to_number`` may have been billed."""
-    core(session).execute(_in_doubt_stmt(), {"b_job_id": job_id, "b_number": up_to_number})
+    prebuilt.execute(core(session), _in_doubt_stmt(), {"b_job_id": job_id, "b_number": up_to_number})
 
 
 def insert_rows(session: Tx, model: type[Base], rows: list[dict[str, object]]) -> None:
     """INSERT ``rows`` (executemany); nothing at all for none, never a row of defaults."""
     if rows:
-        core(session).execute(_insert_stmt(model), rows)
+        prebuilt.execute(core(session), _insert_stmt(model), rows)
 
 
 def record_attempts(session: Tx, rows: list[dict[str, object]]) -> None:
