@@ -197,7 +197,13 @@ def _process_claimed(
     def finish() -> Outcome:
         retried = next(tries) > 0
         return record.finish_answer(
-            claimed, answer, started, provider.account, rt, check_stored=retried or claimed.seq > 1
+            claimed,
+            answer,
+            started,
+            provider.account,
+            rt,
+            check_stored=retried or claimed.seq > 1,
+            planned=sides,
         )
 
     return durably(finish, "finish")

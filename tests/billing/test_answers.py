@@ -197,3 +197,35 @@ def test_nothing_sent_is_no_doubt() -> None:
         ):
             common.send(client, "http://provider.test/", side="front", json={})
         assert attempt_outcome(caught.value) == expected
+
+
+def test_a_write_ahead_row_becomes_the_answered_row_whatever_its_shape(stack: Stack) -> None:
+    """db.attempts: one call over one write-ahead row is updated in place; other shapes as before."""
+    from db.attempts import settle_in_flight
+    from idbatch.providers.base import CallRecord
+
+    batch = stack.submit()
+    ids = [j.id for j in stack.jobs(batch)]
+    started = dt.datetime.now(dt.UTC)
+    call = CallRecord("front", 200, "0", "r", latency_ms=3.0, billable=True, handoff="url")
+    cases = {
+        ids[0]: (("front",), ("front",)),  # write-ahead front, answered front: in place
+        ids[1]: ((), ("front",)),  # its write-ahead row is missing (rowcount 0): inserted
+        ids[2]: (("front", "back"), ("front", "back")),  # two written ahead, one answered: one row
+    }
+    for job_id, (ahead, planned) in cases.items():
+        with session_scope() as session:
+            claimed = job_store.claim(session, job_id, "w", 300)
+        assert claimed is not None
+        record.begin_calls(claimed, ahead, "default", started)
+        answered = record.attempt_rows(claimed, [call], started, "default", AttemptOutcome.ANSWERED)
+        with session_scope() as session:
+            settle_in_flight(session, job_id, claimed.seq, answered, planned)
+    with session_scope() as session:
+        for job_id in cases:
+            rows = session.execute(
+                select(Attempt.side, Attempt.outcome, Attempt.provider_request_id, Attempt.latency_ms).where(
+                    Attempt.job_id == job_id
+                )
+            ).all()
+            assert [tuple(r) for r in rows] == [("front", AttemptOutcome.ANSWERED, "r", 3.0)], job_id
