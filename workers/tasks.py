@@ -128,6 +128,11 @@ def run_group(job_ids: list[int], rt: Runtime) -> dict[str, int]:
     finishes running tasks, and a group must not hold the worker for its whole length);
     if that publish fails they stay ``queued`` for the sweeper.
     """
+    with rt.gate().holding_releases():
+        return _run_group(job_ids, rt)
+
+
+def _run_group(job_ids: list[int], rt: Runtime) -> dict[str, int]:
     counts: Counter[str] = Counter()
     claims = _claim_group(job_ids, rt)
     for i, job_id in enumerate(job_ids):
