@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Delete,
     Insert,
+    Row,
     Select,
     Update,
     and_,
@@ -35,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from db import prebuilt
 from db.models import Attempt, Base, Batch, Job, JobWarning, Result, SideAnswer, utcnow
 from idbatch.domain import AttemptOutcome, BatchKind, BatchState, JobStatus, Verdict, WarningSource
 
@@ -119,7 +122,8 @@ def core(session: Tx) -> Connection:
 
 
 @cache
-def _claim_stmt() -> Update:
+def claim_stmt(many: bool = False) -> Update:
+    """The claim: one job (``job_id``), or every claimable one of ``job_ids`` (``db.claims``)."""
     now = bindparam("now", type_=Job.updated_at.type)
     claimable = or_(
         and_(Job.status.in_(CLAIMABLE), or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now)),
@@ -128,7 +132,11 @@ def _claim_stmt() -> Update:
     batch_active = exists().where(Batch.id == Job.batch_id, Batch.state == BatchState.ACTIVE)
     return (
         update(Job)
-        .where(Job.id == bindparam("job_id"), claimable, batch_active)
+        .where(
+            Job.id.in_(bindparam("job_ids", expanding=True)) if many else Job.id == bindparam("job_id"),
+            claimable,
+            batch_active,
+        )
         .values(
             status=JobStatus.RUNNING,
             lease_owner=bindparam("owner"),
@@ -139,6 +147,7 @@ def _claim_stmt() -> Update:
             content_key=None,  # set again right before the provider call
         )
         .returning(
+            Job.id,
             Job.batch_id,
             Job.attempt_count,
             Job.front_image,
@@ -169,7 +178,10 @@ def _release_stmt(columns: tuple[str, ...]) -> Update:
 
 @cache
 def _content_key_stmt() -> Update:
-    return update(Job).where(*_ours()).values(content_key=bindparam("key"))
+    # The lease is renewed here, right before the call: a job claimed with its group
+    # (db.claims) may have waited for the jobs before it, and the call must be covered.
+    until = bindparam("lease_until", type_=Job.lease_until.type)
+    return update(Job).where(*_ours()).values(content_key=bindparam("key"), lease_until=until)
 
 
 @cache
@@ -231,9 +243,12 @@ def claim(session: Tx, job_id: int, owner: str, lease_s: int) -> Claim | None:
         "owner": owner,
         "lease_until": now + dt.timedelta(seconds=lease_s),
     }
-    row = core(session).execute(_claim_stmt(), params).one_or_none()
-    if row is None:
-        return None
+    row = prebuilt.execute(core(session), claim_stmt(), params).one_or_none()
+    return None if row is None else claimed_row(session, job_id, row)
+
+
+def claimed_row(session: Tx, job_id: int, row: Row[Any]) -> Claim:
+    """The ``Claim`` for one row the claim statement returned (``claim``, ``db.claims``)."""
     if row.claim_seq > 1:
         # An earlier claim's calls still in flight were made by a worker that is gone.
         mark_in_doubt(session, job_id, row.claim_seq - 1)
@@ -262,22 +277,25 @@ def release(session: Tx, claimed: Claim, owner: str, **values: object) -> bool:
     """Update our job (and drop the lease) only while we still hold its lease."""
     values.setdefault("updated_at", utcnow())
     params = {"job_id": claimed.job_id, "owner": owner, **{f"v_{k}": v for k, v in values.items()}}
-    result = core(session).execute(_release_stmt(tuple(sorted(values))), params)
+    result = prebuilt.execute(core(session), _release_stmt(tuple(sorted(values))), params)
     return bool(result.rowcount)
 
 
-def hold_content_key(session: Tx, claimed: Claim, owner: str, key: str) -> bool:
-    """Mark what we are about to pay for; a partial unique index lets one running job hold it.
+def hold_content_key(session: Tx, claimed: Claim, owner: str, key: str, lease_s: float) -> bool:
+    """Mark what we are about to pay for, and renew the lease for the call.
 
-    Raises IntegrityError when another running job holds the same key.
+    A partial unique index lets one running job hold a key: raises IntegrityError when
+    another running job holds the same one. False: the job is no longer ours (our lease
+    expired and another worker claimed it), so we must not call.
     """
-    params = {"job_id": claimed.job_id, "owner": owner, "key": key}
-    return bool(core(session).execute(_content_key_stmt(), params).rowcount)
+    lease_until = utcnow() + dt.timedelta(seconds=lease_s)
+    params = {"job_id": claimed.job_id, "owner": owner, "key": key, "lease_until": lease_until}
+    return bool(prebuilt.execute(core(session), _content_key_stmt(), params).rowcount)
 
 
 def stored_verdict(session: Tx, job_id: int) -> Verdict | None:
     """The verdict already recorded for this job (an earlier worker, an ambiguous commit)."""
-    return core(session).execute(_stored_verdict_stmt(), {"job_id": job_id}).scalar()
+    return prebuilt.execute(core(session), _stored_verdict_stmt(), {"job_id": job_id}).scalar()
 
 
 def reusable_result(session: Tx, claimed: Claim, key: str, since: dt.datetime) -> Result | None:
@@ -288,7 +306,7 @@ def reusable_result(session: Tx, claimed: Claim, key: str, since: dt.datetime) -
     connection's transaction (``orm_session``), so it reads what this transaction sees.
     """
     params = {"key": key, "job_id": claimed.job_id, "batch_id": claimed.batch_id, "since": since}
-    result_id = core(session).execute(_reusable_stmt(claimed.rerun), params).scalar()  # almost always None
+    result_id = prebuilt.execute(core(session), _reusable_stmt(claimed.rerun), params).scalar()  # mostly None
     return None if result_id is None else orm_session(session).get(Result, result_id)
 
 
@@ -339,18 +357,18 @@ def begin_calls(session: Tx, rows: list[dict[str, object]]) -> None:
 
 def clear_in_flight(session: Tx, job_id: int, number: int) -> None:
     """Drop this attempt's write-ahead rows; the caller inserts what really happened."""
-    core(session).execute(_clear_in_flight_stmt(), {"job_id": job_id, "number": number})
+    prebuilt.execute(core(session), _clear_in_flight_stmt(), {"job_id": job_id, "number": number})
 
 
 def mark_in_doubt(session: Tx, job_id: int, up_to_number: int) -> None:
     """Calls still ``in_flight`` in attempts up to ``up_to_number`` may have been billed."""
-    core(session).execute(_in_doubt_stmt(), {"b_job_id": job_id, "b_number": up_to_number})
+    prebuilt.execute(core(session), _in_doubt_stmt(), {"b_job_id": job_id, "b_number": up_to_number})
 
 
 def insert_rows(session: Tx, model: type[Base], rows: list[dict[str, object]]) -> None:
     """INSERT ``rows`` (executemany); nothing at all for none, never a row of defaults."""
     if rows:
-        core(session).execute(_insert_stmt(model), rows)
+        prebuilt.execute(core(session), _insert_stmt(model), rows)
 
 
 def record_attempts(session: Tx, rows: list[dict[str, object]]) -> None:

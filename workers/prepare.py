@@ -11,7 +11,7 @@ import datetime as dt
 
 from sqlalchemy.exc import IntegrityError
 
-from db import jobs
+from db import content_keys, jobs
 from db.jobs import Claim, Tx
 from db.models import Result, utcnow
 from db.session import connection_scope
@@ -35,7 +35,7 @@ def prepare_call(
 
     Reuses an earlier paid answer for the same content key (unless the batch is a
     ``rerun``, whose purpose is to call again). One transaction, no savepoint: the
-    content-key update is its last statement, so a unique-index conflict (the same card
+    content-key update is its first write, so a unique-index conflict (the same card
     being verified by another job right now) rolls back nothing else and is handled in
     a transaction of its own: the job waits for that answer instead of paying twice.
     """
@@ -46,7 +46,11 @@ def prepare_call(
                 stored = stored_outcome(session, claimed, owner, key)
                 if stored is not None:
                     return stored
-            source = _reusable(session, claimed, key, rt)
+            # One statement: hold the key (a running copy of the card raises IntegrityError),
+            # renew the lease for the call, and find an answer to reuse (db.content_keys).
+            held, source = _hold(session, claimed, key, rt)
+            if not held:
+                return Outcome(None)  # our lease expired and another worker took the job
             if source is not None:
                 verdict, warns = _judge_again(session, claimed, source)
                 origin = jobs.copy_answer(
@@ -67,8 +71,6 @@ def prepare_call(
                     next_attempt_at=None,
                 )
                 return Outcome(status)
-            if not jobs.hold_content_key(session, claimed, owner, key):
-                return Outcome(None)  # our lease expired and another worker took the job
             if begin:
                 jobs.begin_calls(session, begin)
     except IntegrityError:
@@ -87,11 +89,21 @@ def prepare_call(
     return None
 
 
-def _reusable(session: Tx, claimed: Claim, key: str, rt: Runtime) -> Result | None:
-    days = rt.settings.reuse_max_age_days
-    if days <= 0:
-        return None
-    return jobs.reusable_result(session, claimed, key, utcnow() - dt.timedelta(days=days))
+def _hold(session: Tx, claimed: Claim, key: str, rt: Runtime) -> tuple[bool, Result | None]:
+    """(the job is still ours and holds the key, an earlier paid answer to reuse or None)."""
+    owner, lease_s, days = rt.worker_id, rt.settings.lease_s, rt.settings.reuse_max_age_days
+    if days <= 0:  # reuse turned off: only hold the key
+        return jobs.hold_content_key(session, claimed, owner, key, lease_s), None
+    since = utcnow() - dt.timedelta(days=days)
+    if not content_keys.in_one_statement(session):  # SQLite: look first, then hold, as before
+        earlier = jobs.reusable_result(session, claimed, key, since)
+        if earlier is not None:
+            return True, earlier
+        return jobs.hold_content_key(session, claimed, owner, key, lease_s), None
+    held, result_id = content_keys.hold_and_find(session, claimed, owner, key, lease_s, since)
+    if result_id is None:
+        return held, None  # almost always: nothing to reuse
+    return held, jobs.orm_session(session).get(Result, result_id)
 
 
 def _judge_again(session: Tx, claimed: Claim, source: Result) -> tuple[Verdict, list[Warn]]:

@@ -30,13 +30,16 @@ end
 
 if op == 'acquire' then
   -- ARGV[3] max_wait_s, ARGV[4] max_in_flight (0 = no cap), ARGV[5] lease_s, ARGV[6] lease id,
-  -- ARGV[7] calls the slot covers (a two-sided card sends FRONT then BACK: 2; default 1)
+  -- ARGV[7] calls the slot covers (a two-sided card sends FRONT then BACK: 2; default 1),
+  -- ARGV[8] a lease to release first ('' = none): the same thread's previous call, whose
+  -- release rides on this acquire instead of costing a round trip of its own
   -- Returns {status, wait_s, rate, start}: status 1 = granted (call after wait_s, at server
   -- time start), 0 = the next token is further than max_wait_s, -1 = too many in flight.
   local max_wait = tonumber(ARGV[3])
   local cap = tonumber(ARGV[4])
   local lease_s = tonumber(ARGV[5])
   local calls = tonumber(ARGV[7]) or 1
+  if ARGV[8] and ARGV[8] ~= '' then redis.call('ZREM', KEYS[2], ARGV[8]) end
   local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'paused_until')
   local rate = current_rate(h[2])
   local start = math.max(now, tonumber(h[3]) or 0)

@@ -108,8 +108,14 @@ class Grant:
 class Limiter(Protocol):
     """Shared per-account limiter state. Keys are ``provider:account``."""
 
-    def acquire(self, key: str, policy: Policy, lease_id: str, calls: int = 1) -> Grant:
-        """A slot worth ``calls`` provider calls: the next one is ``calls / rate`` later."""
+    def acquire(
+        self, key: str, policy: Policy, lease_id: str, calls: int = 1, release: str | None = None
+    ) -> Grant:
+        """A slot worth ``calls`` provider calls: the next one is ``calls / rate`` later.
+
+        ``release``: a lease of this key to release first, in the same step (the caller's
+        previous call, ``AccountGate.holding_releases``).
+        """
 
     def late(
         self, key: str, policy: Policy, start: float, delta_s: float, lease_id: str | None = None
@@ -152,7 +158,9 @@ class RedisLimiter:
     def _run(self, key: str, *args: str | float) -> Any:
         return self._script(keys=self._keys(key), args=list(args))
 
-    def acquire(self, key: str, policy: Policy, lease_id: str, calls: int = 1) -> Grant:
+    def acquire(
+        self, key: str, policy: Policy, lease_id: str, calls: int = 1, release: str | None = None
+    ) -> Grant:
         status, wait, rate, start = self._run(
             key,
             "acquire",
@@ -162,6 +170,7 @@ class RedisLimiter:
             policy.lease_s,
             lease_id,
             calls,
+            release or "",
         )
         return Grant(int(status), float(wait), float(rate), float(start))
 
@@ -219,10 +228,14 @@ class LocalLimiter:
         rate = policy.ceiling if acc.rate is None else min(acc.rate, policy.ceiling)
         return acc, rate
 
-    def acquire(self, key: str, policy: Policy, lease_id: str, calls: int = 1) -> Grant:
+    def acquire(
+        self, key: str, policy: Policy, lease_id: str, calls: int = 1, release: str | None = None
+    ) -> Grant:
         with self._lock:
             now = self._clock()
             acc, rate = self._get(key, policy)
+            if release is not None:
+                acc.leases.pop(release, None)
             start = max(now, acc.paused_until)
             if policy.ceiling > 0:
                 start = max(start, acc.tat)

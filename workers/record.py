@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from db import attempts as attempts_db
 from db import jobs
 from db.jobs import Claim, Tx
 from db.models import utcnow
@@ -190,6 +191,7 @@ def finish_answer(
     rt: Runtime,
     *,
     check_stored: bool = False,
+    planned: tuple[str, ...] = (),
 ) -> Outcome:
     """Record attempt(s), result, warnings and the final status in one transaction.
 
@@ -197,7 +199,8 @@ def finish_answer(
     when the finishing transaction is being retried (its commit may have landed) or the
     job was claimed before. A result stored by another worker meanwhile (our lease had
     expired) surfaces as a unique violation: then only our attempts are recorded, so the
-    paid call is still accounted for.
+    paid call is still accounted for. ``planned``: the sides whose write-ahead rows were
+    committed before the call (``db.attempts`` updates a single one in place).
     """
     v = vault()
     claimed_name, claimed_id = (
@@ -213,8 +216,7 @@ def finish_answer(
                 stored = stored_outcome(session, claimed, rt.worker_id)
                 if stored is not None:
                     return stored
-            jobs.clear_in_flight(session, claimed.job_id, claimed.seq)
-            jobs.record_attempts(session, attempts)
+            attempts_db.settle_in_flight(session, claimed.job_id, claimed.seq, attempts, planned)
             jobs.record_result(
                 session, _result_row(claimed, answer.result, verdict), warning_rows(claimed, warns)
             )

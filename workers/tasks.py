@@ -15,6 +15,9 @@ from celery.exceptions import Retry
 from celery.signals import worker_init
 from celery.worker import state as worker_state
 
+from db import claims
+from db.jobs import Claim
+from db.session import connection_scope
 from dispatch.app import (
     FAN_OUT,
     FIRE_SCHEDULES,
@@ -28,10 +31,11 @@ from dispatch.publish import publish_jobs
 from idbatch.domain import JobStatus
 from idbatch.logging import get_logger
 from workers import webhooks
+from workers.durable import durably
 from workers.runtime import Runtime, runtime
 from workers.schedules import fire_due
 from workers.sweeper import sweep_with_app
-from workers.verify import process_job
+from workers.verify import CLAIM_DB_TRIES, process_job
 
 log = get_logger(__name__)
 
@@ -117,28 +121,71 @@ def _stopping() -> bool:
 def run_group(job_ids: list[int], rt: Runtime) -> dict[str, int]:
     """``process_job`` for each id; counts by outcome. A job that crashed does not stop the rest.
 
-    On shutdown the jobs not started are handed back to the broker before this message
-    is acknowledged (warm shutdown finishes running tasks, and a group must not hold the
-    worker for its whole length); if that publish fails they stay ``queued`` for the sweeper.
+    The group is claimed in one transaction (``db.claims``: why every guarantee holds),
+    then run one job after another; if that claim fails, each job claims itself as
+    before. On shutdown the jobs not started are handed back, ``queued`` with their
+    attempt unspent, and republished before this message is acknowledged (warm shutdown
+    finishes running tasks, and a group must not hold the worker for its whole length);
+    if that publish fails they stay ``queued`` for the sweeper.
     """
+    with rt.gate().holding_releases():
+        return _run_group(job_ids, rt)
+
+
+def _run_group(job_ids: list[int], rt: Runtime) -> dict[str, int]:
     counts: Counter[str] = Counter()
+    claims = _claim_group(job_ids, rt)
     for i, job_id in enumerate(job_ids):
         if _stopping():
-            rest = job_ids[i:]
-            try:
-                publish_jobs(rest, current_app)
-            except Exception as exc:  # noqa: BLE001 - the rows are queued: the sweeper publishes them
-                log.warning("could not hand back a group's jobs at shutdown", jobs=len(rest), error=str(exc))
-            counts["handed_back"] += len(rest)
+            _hand_back(job_ids[i:], claims, rt, counts)
             break
+        claim = claims.pop(job_id, None) if claims is not None else None
+        if claims is not None and claim is None:
+            counts["skipped"] += 1  # terminal, paused, someone else's, or not yet due
+            continue
         with structlog.contextvars.bound_contextvars(job_id=job_id):
             try:
-                outcome = process_job(job_id, rt)
+                outcome = process_job(job_id, rt, claim=claim)
             except Exception:  # noqa: BLE001 - process_job logged it and put the job back
                 counts["crashed"] += 1
                 continue
         counts[outcome.status.value if outcome.status else "skipped"] += 1
     return dict(counts)
+
+
+def _claim_group(job_ids: list[int], rt: Runtime) -> dict[int, Claim] | None:
+    """The group's claims by job id (one transaction), or None: let each job claim itself."""
+    if len(job_ids) < 2:
+        return None
+
+    def claim_tx() -> dict[int, Claim]:
+        with connection_scope() as conn:
+            return claims.claim_many(conn, job_ids, rt.worker_id, rt.settings.lease_s)
+
+    try:
+        return durably(claim_tx, "claim", tries=CLAIM_DB_TRIES)
+    except Exception as exc:  # noqa: BLE001 - nothing was claimed: each job tries on its own
+        log.warning("could not claim a group of jobs", jobs=len(job_ids), error=str(exc))
+        return None
+
+
+def _hand_back(rest: list[int], held: dict[int, Claim] | None, rt: Runtime, counts: Counter[str]) -> None:
+    """Shutdown: give back the claimed jobs not started, then republish them (and the unclaimed)."""
+    publish = list(rest)
+    if held:
+        try:
+            with connection_scope() as conn:
+                back = claims.hand_back(conn, list(held.values()), rt.worker_id)
+        except Exception as exc:  # noqa: BLE001 - still ours: the lease expires, the sweeper republishes
+            log.warning("could not hand back a group's claimed jobs", jobs=len(held), error=str(exc))
+            back = set()
+        # jobs still held (the hand-back failed) wait for their lease: a message now would be skipped
+        publish = [j for j in rest if j not in held or j in back]
+    try:
+        publish_jobs(publish, current_app)
+    except Exception as exc:  # noqa: BLE001 - the rows are queued: the sweeper publishes them
+        log.warning("could not hand back a group's jobs at shutdown", jobs=len(publish), error=str(exc))
+    counts["handed_back"] += len(rest)
 
 
 @shared_task(name=SWEEP, acks_late=False, ignore_result=True)

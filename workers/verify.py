@@ -62,15 +62,21 @@ def default_policy(rt: Runtime) -> RetryPolicy:
 
 
 def process_job(
-    job_id: int, rt: Runtime, *, policy: RetryPolicy | None = None, now: Callable[[], dt.datetime] = utcnow
+    job_id: int,
+    rt: Runtime,
+    *,
+    policy: RetryPolicy | None = None,
+    now: Callable[[], dt.datetime] = utcnow,
+    claim: Claim | None = None,
 ) -> Outcome:
+    """Claim (unless ``claim`` is this job's, taken with its group by ``db.claims``), call, record."""
     settings = rt.settings
 
     def claim_tx() -> Claim | None:
         with connection_scope() as conn:
             return jobs.claim(conn, job_id, rt.worker_id, settings.lease_s)
 
-    claimed = durably(claim_tx, "claim", tries=CLAIM_DB_TRIES)
+    claimed = claim if claim is not None else durably(claim_tx, "claim", tries=CLAIM_DB_TRIES)
     if claimed is None:
         return Outcome(None)  # terminal, paused, someone else's, or not yet due
     policy = policy or default_policy(rt)
@@ -198,7 +204,13 @@ def _process_claimed(
     def finish() -> Outcome:
         retried = next(tries) > 0
         return record.finish_answer(
-            claimed, answer, started, provider.account, rt, check_stored=retried or claimed.seq > 1
+            claimed,
+            answer,
+            started,
+            provider.account,
+            rt,
+            check_stored=retried or claimed.seq > 1,
+            planned=sides,
         )
 
     return durably(finish, "finish")

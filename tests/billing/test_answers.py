@@ -11,7 +11,7 @@ from db import jobs as job_store
 from db.models import Attempt, Batch, Job, JobWarning, Result
 from db.reports import build_report
 from db.session import session_scope
-from idbatch.domain import AttemptOutcome, JobStatus, NormalizedResult, Verdict, WarningCode
+from idbatch.domain import AttemptOutcome, BatchKind, JobStatus, NormalizedResult, Verdict, WarningCode
 from idbatch.providers import ConfigError, check_config
 from producers.submit import submit_path
 from tests.conftest import Env
@@ -197,3 +197,70 @@ def test_nothing_sent_is_no_doubt() -> None:
         ):
             common.send(client, "http://provider.test/", side="front", json={})
         assert attempt_outcome(caught.value) == expected
+
+
+def test_a_write_ahead_row_becomes_the_answered_row_whatever_its_shape(stack: Stack) -> None:
+    """db.attempts: one call over one write-ahead row is updated in place; other shapes as before."""
+    from db.attempts import settle_in_flight
+    from idbatch.providers.base import CallRecord
+
+    batch = stack.submit()
+    ids = [j.id for j in stack.jobs(batch)]
+    started = dt.datetime.now(dt.UTC)
+    call = CallRecord("front", 200, "0", "r", latency_ms=3.0, billable=True, handoff="url")
+    cases = {
+        ids[0]: (("front",), ("front",)),  # write-ahead front, answered front: in place
+        ids[1]: ((), ("front",)),  # its write-ahead row is missing (rowcount 0): inserted
+        ids[2]: (("front", "back"), ("front", "back")),  # two written ahead, one answered: one row
+    }
+    for job_id, (ahead, planned) in cases.items():
+        with session_scope() as session:
+            claimed = job_store.claim(session, job_id, "w", 300)
+        assert claimed is not None
+        record.begin_calls(claimed, ahead, "default", started)
+        answered = record.attempt_rows(claimed, [call], started, "default", AttemptOutcome.ANSWERED)
+        with session_scope() as session:
+            settle_in_flight(session, job_id, claimed.seq, answered, planned)
+    with session_scope() as session:
+        for job_id in cases:
+            rows = session.execute(
+                select(Attempt.side, Attempt.outcome, Attempt.provider_request_id, Attempt.latency_ms).where(
+                    Attempt.job_id == job_id
+                )
+            ).all()
+            assert [tuple(r) for r in rows] == [("front", AttemptOutcome.ANSWERED, "r", 3.0)], job_id
+
+
+def test_the_key_is_held_and_the_answer_to_reuse_found_in_one_statement(stack: Stack) -> None:
+    """db.content_keys: reuse found, a running copy refused, a job taken over not held."""
+    from sqlalchemy.exc import IntegrityError
+
+    from db.content_keys import hold_and_find, in_one_statement
+    from db.session import connection_scope
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    first = stack.submit()
+    stack.run_open(first)
+    paid = stack.jobs(first)[0]
+    with session_scope() as session:
+        paid_result = session.scalars(select(Result.id).where(Result.job_id == paid.id)).one()
+    second = stack.submit()
+    a, b = (j.id for j in stack.jobs(second)[:2])
+    with connection_scope() as conn:
+        assert in_one_statement(conn)
+        claim_a, claim_b = job_store.claim(conn, a, "w", 300), job_store.claim(conn, b, "w", 300)
+    assert claim_a is not None and claim_b is not None
+    with connection_scope() as conn:  # the same card as a paid job: its answer, and the key held
+        assert hold_and_find(conn, claim_a, "w", str(paid.content_key), 300, since) == (True, paid_result)
+    with connection_scope() as conn:
+        assert hold_and_find(conn, claim_a, "w", "card-x", 300, since) == (True, None)
+    with pytest.raises(IntegrityError), connection_scope() as conn:  # a running copy holds "card-x"
+        hold_and_find(conn, claim_b, "w", "card-x", 300, since)
+    with connection_scope() as conn:  # another worker's job now: not held, nothing found
+        assert hold_and_find(conn, claim_b, "other:1", "card-y", 300, since) == (False, None)
+    rerun = stack.submit(kind=BatchKind.RERUN)  # reuses only its own batch's answers
+    with connection_scope() as conn:
+        claim_r = job_store.claim(conn, stack.jobs(rerun)[0].id, "w", 300)
+    assert claim_r is not None and claim_r.rerun
+    with connection_scope() as conn:
+        assert hold_and_find(conn, claim_r, "w", str(paid.content_key), 300, since) == (True, None)

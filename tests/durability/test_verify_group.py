@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from celery.worker import state as worker_state
+from sqlalchemy import update
 
 import workers.tasks as tasks
+import workers.verify as verify_module
+from db import claims, jobs
+from db.models import Job, utcnow
+from db.session import connection_scope, session_scope
 from dispatch.app import VERIFY, VERIFY_MANY
 from dispatch.publish import group_size, publish_jobs
 from idbatch.domain import TERMINAL_STATUSES, JobStatus
@@ -69,12 +75,15 @@ def test_a_crashing_job_does_not_stop_the_rest_of_its_group(
     batch = stack.submit()
     ids = [j.id for j in stack.jobs(batch)]
 
-    def crash_first(job_id: int, rt: Any) -> Any:
-        if job_id == ids[0]:
-            raise RuntimeError("a bug")
-        return process_job(job_id, rt)
+    real = verify_module._process_claimed
 
-    monkeypatch.setattr(tasks, "process_job", crash_first)
+    def crash_first(claimed: Any, *args: Any) -> Any:
+        # after the (group's) claim, as a bug in the job's processing would
+        if claimed.job_id == ids[0]:
+            raise RuntimeError("a bug")
+        return real(claimed, *args)
+
+    monkeypatch.setattr(verify_module, "_process_claimed", crash_first)
     counts = tasks.run_group(ids, runtime())
     assert counts["crashed"] == 1 and sum(counts.values()) == len(ids)
     jobs = stack.jobs(batch)
@@ -104,3 +113,68 @@ def test_stopping_follows_celerys_shutdown_flags(monkeypatch: pytest.MonkeyPatch
     assert not tasks._stopping()
     monkeypatch.setattr(worker_state, "should_stop", 0)  # warm shutdown sets EX_OK, which is 0
     assert tasks._stopping()
+
+
+def _claim_all(ids: list[int]) -> dict[int, Any]:
+    with connection_scope() as conn:
+        return claims.claim_many(conn, ids, runtime().worker_id, runtime().settings.lease_s)
+
+
+def test_a_group_is_claimed_at_once_and_each_job_only_once(stack: Stack) -> None:
+    batch = stack.submit()
+    ids = [j.id for j in stack.jobs(batch)]
+    held = _claim_all(ids)
+    assert sorted(held) == ids
+    assert all(c.attempt == 1 and c.seq == 1 for c in held.values())
+    assert {j.status for j in stack.jobs(batch)} == {JobStatus.RUNNING}
+    assert _claim_all(ids) == {}  # held under a live lease: nobody claims them again
+    for job_id in ids:
+        assert process_job(job_id, runtime(), claim=held[job_id]).status is JobStatus.PASSED
+    assert stack.stats()["billable"] == len(ids) and stack.stats()["duplicate_billable"] == 0
+
+
+def test_a_claimed_job_taken_over_meanwhile_is_not_called(stack: Stack) -> None:
+    """Its lease ran out while the group's earlier jobs ran and another worker claimed it."""
+    batch = stack.submit()
+    ids = [j.id for j in stack.jobs(batch)]
+    held = _claim_all(ids)
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == ids[0]).values(lease_owner="other:1"))
+    assert process_job(ids[0], runtime(), claim=held[ids[0]]).status is None
+    assert stack.stats()["calls"] == 0
+    assert stack.jobs(batch)[0].lease_owner == "other:1"
+
+
+def test_the_call_renews_a_lease_that_ran_out_while_the_job_waited(stack: Stack) -> None:
+    batch = stack.submit()
+    ids = [j.id for j in stack.jobs(batch)]
+    held = _claim_all(ids)
+    past = utcnow() - dt.timedelta(seconds=5)
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == ids[0]).values(lease_until=past))
+    with connection_scope() as conn:
+        assert jobs.hold_content_key(conn, held[ids[0]], runtime().worker_id, "k", 300)
+    lease_until = stack.jobs(batch)[0].lease_until
+    assert lease_until is not None and lease_until > utcnow() + dt.timedelta(seconds=250)
+    with connection_scope() as conn:  # not claimable now: no second worker can start it
+        assert claims.claim_many(conn, ids[:1], "other:1", 300) == {}
+
+
+def test_on_shutdown_claimed_jobs_go_back_queued_with_their_attempt(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = stack.submit()
+    ids = [j.id for j in stack.jobs(batch)]
+    handed: list[int] = []
+    monkeypatch.setattr(tasks, "publish_jobs", lambda rest, app=None: handed.extend(rest))
+    monkeypatch.setattr(tasks, "_stopping", lambda: True)  # SIGTERM right after the group claim
+    assert tasks.run_group(ids, runtime()) == {"handed_back": len(ids)}
+    assert handed == ids
+    rest = stack.jobs(batch)
+    assert {j.status for j in rest} == {JobStatus.QUEUED}
+    assert all(j.attempt_count == 0 and j.lease_owner is None for j in rest)
+    assert stack.stats()["calls"] == 0
+    monkeypatch.setattr(tasks, "_stopping", lambda: False)
+    assert sum(tasks.run_group(ids, runtime()).values()) == len(ids)  # the republished group runs
+    assert set(stack.statuses(batch)) <= TERMINAL_STATUSES
+    assert all(j.attempt_count == 1 for j in stack.jobs(batch))

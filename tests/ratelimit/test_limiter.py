@@ -275,3 +275,51 @@ def test_a_refused_late_slot_frees_its_lease_and_both_outcomes_are_counted(limit
     assert limiter.late(KEY, policy, grants[1].start, 0.05, "g1") is False  # a window is out: refused
     assert _events(limiter) == {"shifted_late": 1, "voided_late": 1}
     assert limiter.acquire(KEY, policy, "after").status == GRANTED  # g1's lease was released
+
+
+def test_acquire_releases_the_lease_it_is_given_first(limiter: Limiter) -> None:
+    policy = Policy(quota=0, max_in_flight=1, lease_s=60)
+    assert limiter.acquire(KEY, policy, "first").status == GRANTED
+    assert limiter.acquire(KEY, policy, "second").status == TOO_MANY
+    # the same thread's next call: its previous lease goes in the same step, then the cap counts
+    assert limiter.acquire(KEY, policy, "second", release="first").status == GRANTED
+    assert limiter.acquire(KEY, policy, "third").status == TOO_MANY
+
+
+def _held_gate(env: Env, limiter: Limiter) -> AccountGate:
+    settings = env(rate_limits=json.dumps({"acedata": 0}), max_in_flight="1")
+    gate = AccountGate(settings, limiter, CircuitBreaker(cache_s=1e9))
+    gate.circuit._remember("acedata", "default", "closed", "", None)  # no database in this test
+    return gate
+
+
+def test_a_held_release_rides_on_the_next_acquire_and_the_cap_never_undercounts(
+    env: Env, limiter: Limiter
+) -> None:
+    gate = _held_gate(env, limiter)
+    released: list[str] = []
+    real_release = limiter.release
+
+    def counting_release(key: str, lease_id: str) -> None:
+        released.append(lease_id)
+        real_release(key, lease_id)
+
+    limiter.release = counting_release  # type: ignore[method-assign]
+    policy = gate.policy("acedata", "default")
+    with gate.holding_releases():
+        for _ in range(3):  # one thread, three calls in a row under a cap of one
+            with gate.enter("acedata", "default") as ticket:
+                assert ticket.defer_s is None
+            # the call ended, its lease is still counted: another thread would wait
+            assert limiter.acquire(KEY, policy, "other").status == TOO_MANY
+        assert released == []  # no release call of its own: each rode on the next acquire
+    assert len(released) == 1  # leaving the block released the last one
+    assert limiter.acquire(KEY, policy, "other").status == GRANTED
+
+
+def test_without_holding_a_call_releases_its_lease_at_once(env: Env, limiter: Limiter) -> None:
+    gate = _held_gate(env, limiter)
+    with gate.enter("acedata", "default") as ticket:
+        assert ticket.defer_s is None
+    assert limiter.acquire(KEY, gate.policy("acedata", "default"), "other").status == GRANTED
+
