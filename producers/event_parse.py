@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
+from idbatch import fields
 from idbatch.storage.base import ObjectInfo
 from idbatch.storage.s3 import s3_url
 from idbatch.upload_claims import CLAIM_KEYS, CONVENTION, SIDECAR_MAX_BYTES, claims_of, sidecar_claims
@@ -27,6 +28,7 @@ from producers.csv_manifest import ManifestRow, RowError, _validate
 
 SIDECAR = re.compile(r"^(?P<ref>.+)\.json$", re.IGNORECASE)
 _SOURCES = frozenset({"aws:s3", "minio:s3"})
+ETAG_MAX = 128  # event_object.etag
 __all__ = [
     "CLAIM_KEYS",
     "CONVENTION",
@@ -36,6 +38,7 @@ __all__ = [
     "Upload",
     "claims_of",
     "parse_notification",
+    "parse_records",
     "sidecar_claims",
     "validated",
 ]
@@ -55,48 +58,85 @@ class Upload(ObjectInfo):
 
 
 def parse_notification(body: str, buckets: frozenset[str] = frozenset()) -> list[Upload]:
-    """The objects created according to one SQS message body; raises PoisonMessage.
+    """The objects created according to one SQS message body; raises PoisonMessage, also
+    when any of its records is unusable (``parse_records`` keeps the usable ones)."""
+    uploads, rejected = parse_records(body, buckets)
+    if rejected:
+        raise PoisonMessage(rejected[0])
+    return uploads
 
-    ``buckets``, when given, are the only buckets whose events are trusted: a message
-    naming another one is poison (anyone who can write to the queue could otherwise
-    make us read and present any bucket this process can reach).
+
+def parse_records(body: str, buckets: frozenset[str] = frozenset()) -> tuple[list[Upload], list[str]]:
+    """The objects created according to one SQS message body, and why each unusable
+    record is unusable; raises PoisonMessage when the message itself is not an S3
+    notification, or when none of its records is usable.
+
+    ``buckets``, when given, are the only buckets whose events are trusted: a record
+    naming another one is refused (anyone who can write to the queue could otherwise
+    make us read and present any bucket this process can reach). A record is refused by
+    itself, so the objects named beside it in the same message still become cards.
     """
     try:
         payload = json.loads(body)
     except ValueError as exc:
         raise PoisonMessage("message body is not JSON") from exc
     if isinstance(payload, dict) and payload.get("Type") == "Notification" and "Message" in payload:
-        return parse_notification(str(payload["Message"]), buckets)  # delivered through SNS
+        return parse_records(str(payload["Message"]), buckets)  # delivered through SNS
     if not isinstance(payload, dict):
         raise PoisonMessage("message body is not a JSON object")
     if payload.get("Event") == "s3:TestEvent":
-        return []
+        return [], []
     records = payload.get("Records")
     if not isinstance(records, list):
         raise PoisonMessage("not an S3 event notification (no Records)")
     uploads: list[Upload] = []
+    rejected: list[str] = []
     for record in records:
         try:
-            source = record.get("eventSource")
-            if source not in _SOURCES:
-                raise PoisonMessage(f"record from {source!r}, not aws:s3 or minio:s3")
-            name = str(record.get("eventName", ""))
-            if not name.removeprefix("s3:").startswith("ObjectCreated:"):
-                continue
-            bucket = str(record["s3"]["bucket"]["name"])
-            obj = record["s3"]["object"]
-            key = unquote_plus(obj["key"])  # event keys are URL-encoded, spaces as "+"
-            size = int(obj.get("size", 0))
-            etag = str(obj.get("eTag", "")).strip('"')
-            metadata = _user_metadata(obj.get("userMetadata")) if source == "minio:s3" else None
-        except PoisonMessage:
-            raise  # already says why
-        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
-            raise PoisonMessage(f"malformed S3 record ({type(exc).__name__})") from exc
-        if buckets and bucket not in buckets:
-            raise PoisonMessage(f"event from bucket {bucket!r}, which this listener does not serve")
-        uploads.append(Upload(s3_url(bucket, key), key, size, etag, bucket=bucket, metadata=metadata))
-    return uploads
+            upload = _record(record, buckets)
+        except PoisonMessage as exc:
+            rejected.append(
+                str(exc) if len(records) == 1 else f"record {len(uploads) + len(rejected) + 1}: {exc}"
+            )
+            continue
+        if upload is not None:
+            uploads.append(upload)
+    if rejected and not uploads:
+        raise PoisonMessage("; ".join(dict.fromkeys(rejected)))
+    return uploads, rejected
+
+
+def _record(record: Any, buckets: frozenset[str]) -> Upload | None:
+    """One record's created object (None: not a creation); raises PoisonMessage (why not)."""
+    try:
+        source = record.get("eventSource")
+        if source not in _SOURCES:
+            raise PoisonMessage(f"record from {str(source)[:64]!r}, not aws:s3 or minio:s3")
+        name = str(record.get("eventName", ""))
+        if not name.removeprefix("s3:").startswith("ObjectCreated:"):
+            return None
+        bucket = str(record["s3"]["bucket"]["name"])
+        obj = record["s3"]["object"]
+        key = unquote_plus(obj["key"])  # event keys are URL-encoded, spaces as "+"
+        size = int(obj.get("size", 0))
+        etag = str(obj.get("eTag", "")).strip('"')
+        metadata = _user_metadata(obj.get("userMetadata")) if source == "minio:s3" else None
+    except PoisonMessage:
+        raise  # already says why
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+        raise PoisonMessage(f"malformed S3 record ({type(exc).__name__})") from exc
+    if buckets and bucket not in buckets:
+        raise PoisonMessage(f"event from bucket {bucket[:64]!r}, which this listener does not serve")
+    # What the ledger cannot store must not reach it: one such value failed the whole
+    # commit, and with it every message received beside it, on every redelivery.
+    for what, value, limit in (("bucket name", bucket, 255), ("object key", key, fields.IMAGE_REF_MAX - 255)):
+        if (why := fields.problem(value, limit)) is not None:
+            raise PoisonMessage(f"{what} {why}")
+    if fields.problem(etag, ETAG_MAX) is not None:
+        raise PoisonMessage("object eTag is not a short printable string")
+    if not 0 <= size < 2**63:
+        raise PoisonMessage(f"object size {size} is out of range")
+    return Upload(s3_url(bucket, key), key, size, etag, bucket=bucket, metadata=metadata)
 
 
 def _user_metadata(raw: Any) -> dict[str, str]:

@@ -18,6 +18,7 @@ class Parsed:
     message: dict[str, Any]
     uploads: list[Upload] = field(default_factory=list)
     poison: str | None = None
+    rejected: list[str] = field(default_factory=list)  # records refused beside usable ones
     sides: list[Side] = field(default_factory=list)
     duplicates: int = 0
     sidecars: int = 0

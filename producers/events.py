@@ -50,7 +50,7 @@ from idbatch.logging import get_logger
 from idbatch.providers import check_config
 from idbatch.settings import Settings
 from idbatch.storage.s3 import make_client
-from producers.event_parse import SIDECAR, PoisonMessage, Upload, parse_notification
+from producers.event_parse import SIDECAR, PoisonMessage, Upload, parse_notification, parse_records
 from producers.event_receive import Parsed, Received, Receivers
 from producers.event_sides import Deferred, SideReader
 from producers.pairing import Side, poison_job, record_sides, sweep_all
@@ -145,7 +145,8 @@ class EventListener:
             receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             if receives > self.settings.events_max_receives:
                 return Parsed(message, poison=f"received {receives} times without being recorded")
-            return Parsed(message, parse_notification(str(message.get("Body", "")), self._buckets))
+            uploads, rejected = parse_records(str(message.get("Body", "")), self._buckets)
+            return Parsed(message, uploads, rejected=rejected)
         except PoisonMessage as exc:
             return Parsed(message, poison=str(exc))
         except (ValueError, TypeError, AttributeError, KeyError, OverflowError, RecursionError) as exc:
@@ -204,6 +205,10 @@ class EventListener:
                 extra.append(poison_job(self.batch_id, p.poison, str(p.message.get("MessageId", "?"))))
             elif not p.uploads:
                 stats.ignored += 1
+            for n, reason in enumerate([] if p.deferred else p.rejected, 1):  # refused beside usable ones
+                stats.poison += 1
+                mid = f"{p.message.get('MessageId', '?')}#{n}"
+                extra.append(poison_job(self.batch_id, reason, mid))
             stats.deferred += int(p.deferred)
             stats.sidecars += p.sidecars
             stats.duplicates += p.duplicates
