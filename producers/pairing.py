@@ -151,6 +151,7 @@ def _card(
     problems = [p for r in rows if r.problem for p in [r.problem]] + problems
     if lone is not None:
         problems.insert(0, lone)
+    problems = list(dict.fromkeys(problems))  # both sides may carry the same problem (a routing key)
     ids = [r.id for r in rows]
     if problems:
         item: ManifestRow | RowError = RejectedObjects(

@@ -18,6 +18,7 @@ from db.models import utcnow
 from db.session import connection_scope
 from idbatch.domain import (
     AttemptOutcome,
+    BatchKind,
     ErrorClass,
     JobStatus,
     NormalizedResult,
@@ -241,8 +242,8 @@ def finish_answer(
 
 def reason_at(claimed: Claim, reason: str) -> str:
     """Prefix a reason with the manifest row, as ingest reasons are."""
-    if claimed.row_number is None:
-        return reason
+    if claimed.row_number is None or claimed.kind == BatchKind.EVENTS:
+        return reason  # a standing batch's row numbers mean nothing to whoever uploaded the card
     line = f" (line {claimed.line_number})" if claimed.line_number else ""
     return f"row {claimed.row_number}{line}, column {reason}"
 

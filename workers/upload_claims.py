@@ -24,6 +24,7 @@ from db.events import store_claims
 from db.jobs import Claim
 from db.session import connection_scope
 from idbatch.domain import BatchKind
+from idbatch.event_routes import route_for
 from idbatch.pii import AD_CLAIMED_ID, AD_CLAIMED_NAME, vault
 from idbatch.providers.base import ImageSource
 from idbatch.storage.base import ObjectMissing
@@ -68,7 +69,14 @@ def adopt(claimed: Claim, front: ImageSource, back: ImageSource | None, rt: Runt
     where = next((w for w, c in sides if c), sides[0][0])
     if not claims and rt.settings.events_sidecar:
         claims, where = _sidecar(front.ref, rt)
-    claims.pop("route", None)  # routing was decided at the listener
+    route = claims.pop("route", None)
+    if route is not None:
+        # The listener routed this card by its prefix without reading the key (no rule
+        # routes by key, else it would have); a key no rule matches means "not for this
+        # flow", exactly as at the listener: never verified by the wrong provider.
+        bucket, key = parse_s3_url(front.ref)
+        if route_for(rt.settings.events_routes, bucket, key, route) is None:
+            raise Unusable(f"routing key {route[:64]!r} matches no rule (IDBATCH_EVENTS_ROUTES)")
     if not claims:
         return claimed  # the upload claims nothing: verified without claims
     checked = check_claims(claims, where)
@@ -115,5 +123,6 @@ def _sidecar(front_ref: str, rt: Runtime) -> tuple[dict[str, str], str]:
 
 
 def _name(ref: str) -> str:
-    """The object's last path segment (a whole key may embed a customer's reference)."""
-    return ref.rsplit("/", 1)[-1]
+    """The object's key, as the listener names it in its reasons (``s3://bucket/`` off)."""
+    key = parse_s3_url(ref)[1] if ref.startswith("s3://") else ref
+    return key if len(key) <= 256 else "…" + key[-255:]

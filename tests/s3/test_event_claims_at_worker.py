@@ -68,6 +68,7 @@ def test_the_worker_reads_checks_and_stores_the_claims_of_uploads(
     people = registered(simulator, 3)
     up = Uploads(s3, sqs, bucket, queue)
     wrong_name, bad_id, conflict, sidecar, bad_sidecar, bare = {3, 9}, {5}, {7}, {11}, {13}, {15}
+    unrouted = {17}  # a routing key no rule matches: not this flow's card
     plan = []
     for i in range(CARDS):
         ident, front, back = people[i % len(people)]
@@ -79,6 +80,8 @@ def test_the_worker_reads_checks_and_stores_the_claims_of_uploads(
         back_meta = {"external-ref": f"OTHER-{i:04d}"} if i in conflict else {}
         if i in sidecar | bad_sidecar | bare:
             meta = {}
+        if i in unrouted:
+            meta["route"] = "nosuch"
         plan.append((f"in/C{i:04d}-front.jpg", front, meta))
         plan.append((f"in/C{i:04d}-back.jpg", back, back_meta))
     up.put_all(plan)
@@ -124,16 +127,18 @@ def test_the_worker_reads_checks_and_stores_the_claims_of_uploads(
         job = jobs[f"C{i:04d}-front.jpg"]
         if i in bad_id:
             assert job.status == JobStatus.REJECTED
-            assert "metadata of C0005-front.jpg, field id_number" in (job.last_error or "")
+            assert (job.last_error or "").startswith("metadata of in/C0005-front.jpg, field id_number: ")
             assert ident.id_number not in (job.last_error or "")  # the reason never quotes the number
             assert job.id not in billed  # rejected before any call
+        elif i in unrouted:
+            assert job.status == JobStatus.REJECTED and job.id not in billed
+            assert job.last_error == "routing key 'nosuch' matches no rule (IDBATCH_EVENTS_ROUTES)"
         elif i in conflict:
             assert job.status == JobStatus.REJECTED and job.id not in billed
-            assert "front and back claim different external_ref values" in (job.last_error or "")
+            assert (job.last_error or "").startswith("front and back claim different external_ref values")
         elif i in bad_sidecar:
-            assert job.status == JobStatus.REJECTED and "sidecar C0013.json: sidecar is not UTF-8 JSON" in (
-                job.last_error or ""
-            )
+            assert job.status == JobStatus.REJECTED
+            assert "sidecar in/C0013.json: sidecar is not UTF-8 JSON" in (job.last_error or "")
         elif i in bare:
             assert job.status == JobStatus.PASSED and job.claimed_name_enc is None  # claims nothing
             assert job.external_ref == "in/C0015"
