@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -108,12 +109,23 @@ class Receivers:
         with self._lock:
             self._stopped = True
 
-    def drain(self) -> list[Future[Received]]:
-        """Every completed receive waiting now (after one taken from ``results``)."""
+    def drain(self, gather_s: float = 0.0) -> list[Future[Received]]:
+        """Every completed receive waiting now (after one taken from ``results``); with
+        ``gather_s``, waiting up to that long for half the slots' worth, so one commit
+        carries more messages (its cost is mostly round trips, whatever it carries)."""
         out: list[Future[Received]] = []
+        deadline = time.monotonic() + gather_s
         while True:
             try:
                 out.append(self.results.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or len(out) + 1 >= self._n // 2 or self.finished_running():
+                break
+            try:
+                out.append(self.results.get(timeout=left))
             except queue.Empty:
                 break
         with self._lock:
@@ -125,6 +137,11 @@ class Receivers:
             parked, self._parked = self._parked, 0
         for _ in range(parked):
             self._submit()
+
+    def finished_running(self) -> bool:
+        """No slot is receiving (nothing more can arrive without an unpark)."""
+        with self._lock:
+            return self._running == 0
 
     def finished(self) -> bool:
         with self._lock:

@@ -58,6 +58,7 @@ from producers.pairing import Side, poison_job, record_sides, sweep_all
 log = get_logger(__name__)
 
 SQS_MAX_BATCH = 10
+GATHER_S = 0.01  # a commit waits up to this long for half the receive slots' messages
 __all__ = ["EventListener", "PoisonMessage", "PollStats", "parse_notification"]
 
 
@@ -333,7 +334,7 @@ class EventListener:
                 total.add(self.sweep())
                 last_sweep = self.clock()
                 continue
-            done = [first, *receivers.drain()]
+            done = [first, *receivers.drain(GATHER_S)]
             receivers.unpark()  # the buffer is empty again: parked slots receive again
             group = [f.result() for f in done]  # a receive that failed raises here
             stats, handled = self._record(group)
