@@ -24,7 +24,17 @@ from sqlalchemy.orm import Session, aliased
 from db.models import Attempt, Job, JobWarning, Result
 from db.models_rerun import RerunLink
 from idbatch.domain import TERMINAL_STATUSES, AttemptOutcome, JobStatus
-from idbatch.pii import AD_ADDRESS, AD_ID_NUMBER, AD_NAME, mask_address, mask_birth, mask_id, mask_name, vault
+from idbatch.pii import (
+    AD_ADDRESS,
+    AD_ID_NUMBER,
+    AD_NAME,
+    mask_address,
+    mask_birth,
+    mask_id,
+    mask_name,
+    scrub,
+    vault,
+)
 
 NONCE = 12  # bytes of an AES-GCM nonce in a token (idbatch.pii)
 DAY_TIME = len("2026-01-01 00:00:00")
@@ -264,6 +274,8 @@ def _column_pages(
             addresses = v.open_split(c[19], c[20], c[21], AD_ADDRESS, address)
             c[19:22] = [addresses]  # the later one first: the earlier cut moves it
             c[11:17] = [names, numbers]
+        if not reveal:  # an ID number inside a reference (a key or metadata may carry one)
+            c[2] = [scrub(x) if x else x for x in c[2]]
         status = c[3] = list(map(text.__getitem__, c[3]))
         c[4] = list(map(text.__getitem__, c[4]))
         c[7], c[8], c[9] = list(map(int, c[7])), list(map(int, c[8])), list(map(int, c[9]))

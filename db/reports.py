@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Attempt, Batch, Job, JobWarning, Result
 from idbatch.domain import TERMINAL_STATUSES, AttemptOutcome, JobStatus, WarningSource
-from idbatch.pii import AD_ID_NUMBER, AD_NAME, mask_birth, mask_id, mask_name, vault
+from idbatch.pii import AD_ID_NUMBER, AD_NAME, mask_birth, mask_id, mask_name, scrub, vault
 
 
 @dataclass
@@ -127,7 +127,12 @@ def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit
             .limit(limit)
         ).all()
         return [
-            {"row": r.row_number, "ref": r.external_ref, "reason": r.last_error, "attempts": r.attempt_count}
+            {
+                "row": r.row_number,
+                "ref": r.external_ref if reveal else _ref(r.external_ref),
+                "reason": r.last_error,
+                "attempts": r.attempt_count,
+            }
             for r in rows
         ]
 
@@ -144,7 +149,7 @@ def build_report(session: Session, batch_id: int, *, reveal: bool = False, limit
         samples.append(
             {
                 "row": job.row_number,
-                "ref": job.external_ref,
+                "ref": job.external_ref if reveal else _ref(job.external_ref),
                 "status": job.status.value,
                 "name": name if reveal else mask_name(name),
                 "id_number": number if reveal else mask_id(number),
@@ -188,3 +193,8 @@ def _drift_section(session: Session, batch_id: int, limit: int) -> dict[str, Any
 
     parent = parent_of(session, batch_id)
     return None if parent is None else drift(session, batch_id, parent, limit=limit).as_dict()
+
+
+def _ref(ref: str | None) -> str | None:
+    """A reference as shown: an ID number inside it masked (a key or metadata may carry one)."""
+    return scrub(ref) if ref else ref
