@@ -284,33 +284,6 @@ def worker(
 
 
 @app.command()
-def listen(
-    queue_url: Annotated[str | None, typer.Option(help="SQS queue (IDBATCH_EVENTS_QUEUE_URL)")] = None,
-    provider: Annotated[
-        ProviderName | None, typer.Option(help="provider (default: IDBATCH_PROVIDER)")
-    ] = None,
-    config: Annotated[str | None, typer.Option(help="provider config as JSON")] = None,
-    until_idle: Annotated[bool, typer.Option(help="exit after the first empty poll")] = False,
-) -> None:
-    """Turn S3 upload events (from SQS) into jobs of a standing "events" batch."""
-    from producers.events import EventListener
-    from workers.metrics import serve
-    from workers.tracing import setup_tracing
-
-    settings = get_settings()
-    if not (queue_url or settings.events_queue_url):
-        console.print("[red]no queue:[/red] set IDBATCH_EVENTS_QUEUE_URL or pass --queue-url")
-        raise typer.Exit(2)
-    setup_tracing(settings, "listen")  # IDBATCH_OTEL_ENABLED (off by default), before any engine
-    require_schema(settings.database_url)
-    listener = EventListener(settings, queue_url=queue_url, provider=provider, config=parse_config(config))
-    serve(settings, with_backlog=False)  # ingest rows/s, on IDBATCH_METRICS_PORT (0: none)
-    console.print(f"listening on {listener.queue_url} → batch {listener.batch_id}")
-    total = listener.run(until_idle=until_idle)
-    console.print_json(json.dumps({**vars(total), "events_per_s": round(total.events_per_s, 1)}))
-
-
-@app.command()
 def simulator(
     port: Annotated[int, typer.Option(help="TCP port")] = 8700,
     host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",

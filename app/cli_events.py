@@ -1,4 +1,4 @@
-"""``idbatch events``: the upload-event ledger outside the listener (issue 19).
+"""``idbatch listen`` and ``idbatch events``: S3 upload events, and the ledger outside the listener (issue 19).
 
 ``idbatch events sweep`` resolves every card whose pairing window has ended, as the
 listener's loop does every ``IDBATCH_EVENTS_SWEEP_S``: run it from cron (or by hand)
@@ -8,10 +8,21 @@ when no listener is up, so lone sides are never left waiting on one process.
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from typing import Annotated
 
 import typer
 
-from app.cli_common import app, console, publisher, require_schema
+from app.cli_common import (
+    ProviderName,
+    app,
+    console,
+    err_console,
+    parse_config,
+    publisher,
+    require_schema,
+)
 from idbatch.settings import get_settings
 
 events_app = typer.Typer(help="S3 upload events: pending card sides (see `idbatch listen`)")
@@ -46,3 +57,43 @@ def pending() -> None:
     require_schema(settings.database_url)
     with session_scope() as session:
         console.print_json(json.dumps(pending_summary(session)))
+
+
+@app.command()
+def listen(
+    queue_url: Annotated[str | None, typer.Option(help="SQS queue (IDBATCH_EVENTS_QUEUE_URL)")] = None,
+    provider: Annotated[
+        ProviderName | None, typer.Option(help="provider (default: IDBATCH_PROVIDER)")
+    ] = None,
+    config: Annotated[str | None, typer.Option(help="provider config as JSON")] = None,
+    until_idle: Annotated[bool, typer.Option(help="exit after the first empty poll")] = False,
+) -> None:
+    """Turn S3 upload events (from SQS) into jobs of a standing "events" batch."""
+    from producers.events import EventListener
+    from workers.metrics import serve
+    from workers.tracing import setup_tracing
+
+    settings = get_settings()
+    if not (queue_url or settings.events_queue_url):
+        console.print("[red]no queue:[/red] set IDBATCH_EVENTS_QUEUE_URL or pass --queue-url")
+        raise typer.Exit(2)
+    setup_tracing(settings, "listen")  # IDBATCH_OTEL_ENABLED (off by default), before any engine
+    require_schema(settings.database_url)
+    listener = EventListener(settings, queue_url=queue_url, provider=provider, config=parse_config(config))
+    serve(settings, with_backlog=False)  # ingest rows/s, on IDBATCH_METRICS_PORT (0: none)
+    console.print(f"listening on {listener.queue_url} → batch {listener.batch_id} (SIGTERM or Ctrl-C stops)")
+    stop = threading.Event()
+
+    def stopping(signum: int, _frame: object) -> None:
+        # The first signal lets the receives in flight come back (at most one long poll,
+        # IDBATCH_EVENTS_WAIT_S) and be committed and deleted; a second one stops at once
+        # (what is received and not committed comes back after the visibility timeout).
+        if stop.is_set():
+            raise SystemExit(128 + signum)
+        stop.set()
+        err_console.print("stopping: committing what is in flight (again to stop at once)")
+
+    signal.signal(signal.SIGTERM, stopping)
+    signal.signal(signal.SIGINT, stopping)
+    total = listener.run(until_idle=until_idle, stop=stop)
+    console.print_json(json.dumps({**vars(total), "events_per_s": round(total.events_per_s, 1)}))
