@@ -1,4 +1,4 @@
-"""``idbatch listen`` and ``idbatch events``: S3 upload events, and the ledger outside the listener (issue 19).
+"""``idbatch listen`` and ``idbatch events``: S3 upload events and their ledger (issue 19).
 
 ``idbatch events sweep`` resolves every card whose pairing window has ended, as the
 listener's loop does every ``IDBATCH_EVENTS_SWEEP_S``: run it from cron (or by hand)
