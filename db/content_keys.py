@@ -23,33 +23,20 @@ from __future__ import annotations
 import datetime as dt
 from functools import cache
 
-from sqlalchemy import Update, bindparam, func, select, update
+from sqlalchemy import Update, bindparam, update
 from sqlalchemy.orm import aliased
 
 from db import prebuilt
-from db.jobs import Claim, Tx, core
-from db.models import Job, Result, utcnow
+from db.jobs import Claim, Tx, core, reusable_answer
+from db.models import Job, utcnow
 from idbatch.domain import JobStatus
 
 
 @cache
 def _hold_and_find_stmt(same_batch: bool) -> Update:
-    other = aliased(Job, name="other_job")
-    found = (
-        select(Result.id)
-        .join(other, other.id == Result.job_id)
-        .where(
-            other.content_key == bindparam("key"),
-            other.id != bindparam("job_id"),
-            # rows from before 0004 have no answered_at: their created_at is as good
-            func.coalesce(Result.answered_at, Result.created_at)
-            >= bindparam("since", type_=Result.created_at.type),
-        )
-        .order_by(Result.id.desc())
-        .limit(1)
-    )
-    if same_batch:  # a rerun reuses only its own batch's answers
-        found = found.where(other.batch_id == bindparam("r_batch_id"))
+    # the same question as ``jobs.reusable_answer``'s SELECT, over a second ``job``; its
+    # batch parameter is named apart from the UPDATE's own ``batch_id`` column
+    found = reusable_answer(aliased(Job, name="other_job"), same_batch, "r_batch_id")
     until = bindparam("lease_until", type_=Job.lease_until.type)
     return (
         update(Job)

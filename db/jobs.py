@@ -190,13 +190,14 @@ def _stored_verdict_stmt() -> Select[tuple[Verdict]]:
 
 
 @cache
-def _reusable_stmt(same_batch: bool) -> Select[tuple[int]]:
+def reusable_answer(job: Any, same_batch: bool, batch_param: str = "batch_id") -> Select[tuple[int]]:
+    """Another job's (``job``: the model or an alias) latest answer for the key; ``db.content_keys`` too."""
     stmt = (
         select(Result.id)
-        .join(Job, Job.id == Result.job_id)
+        .join(job, job.id == Result.job_id)
         .where(
-            Job.content_key == bindparam("key"),
-            Job.id != bindparam("job_id"),
+            job.content_key == bindparam("key"),
+            job.id != bindparam("job_id"),
             # rows from before 0004 have no answered_at: their created_at is as good
             func.coalesce(Result.answered_at, Result.created_at)
             >= bindparam("since", type_=Result.created_at.type),
@@ -204,7 +205,7 @@ def _reusable_stmt(same_batch: bool) -> Select[tuple[int]]:
         .order_by(Result.id.desc())
         .limit(1)
     )
-    return stmt.where(Job.batch_id == bindparam("batch_id")) if same_batch else stmt
+    return stmt.where(job.batch_id == bindparam(batch_param)) if same_batch else stmt
 
 
 @cache
@@ -301,12 +302,12 @@ def stored_verdict(session: Tx, job_id: int) -> Verdict | None:
 def reusable_result(session: Tx, claimed: Claim, key: str, since: dt.datetime) -> Result | None:
     """The latest paid answer for the same content key answered since ``since``.
 
-    A rerun reuses only its own batch's answers (its purpose is to call again). On a bare
-    connection the (rare) answer found is loaded through an ORM session joined to that
-    connection's transaction (``orm_session``), so it reads what this transaction sees.
+    A rerun reuses only its own batch's answers (its purpose is to call again). The (rare)
+    answer is loaded through an ORM session joined to this transaction (``orm_session``).
     """
     params = {"key": key, "job_id": claimed.job_id, "batch_id": claimed.batch_id, "since": since}
-    result_id = prebuilt.execute(core(session), _reusable_stmt(claimed.rerun), params).scalar()  # mostly None
+    found = reusable_answer(Job, claimed.rerun)
+    result_id = prebuilt.execute(core(session), found, params).scalar()  # mostly None
     return None if result_id is None else orm_session(session).get(Result, result_id)
 
 

@@ -40,6 +40,11 @@ class Claims:
     id_number: str | None = None
 
 
+def short(key: str, limit: int = 256) -> str:
+    """A key as reasons name it: whole, or its last ``limit`` characters."""
+    return key if len(key) <= limit else "…" + key[-(limit - 1) :]
+
+
 def sidecar_key(key: str) -> str | None:
     """The ``<ref>.json`` sidecar of a card image's key, if the key follows the convention."""
     match = CONVENTION.match(key)

@@ -61,7 +61,7 @@ class Receivers:
         self._pool, self._receive, self._n = pool, receive, n
         self._max, self._until_idle, self._stop = max_messages, until_idle, stop
         self._lock = threading.Lock()
-        self._running = self._parked = self._received = self._buffered = 0
+        self._running = self._parked = self._received = 0
         self._stopped = False
 
     def start(self) -> None:
@@ -88,7 +88,6 @@ class Receivers:
         # never see a receive that is neither running nor waiting.
         self.results.put(future)
         with self._lock:
-            self._buffered += 1
             failed = future.exception() is not None
             got = 0 if failed else len(future.result().parsed)
             self._received += got
@@ -97,7 +96,7 @@ class Receivers:
             again = not self._stopped and not (self._stop is not None and self._stop.is_set())
             if again and self._until_idle and got == 0:
                 again = False  # this slot found the queue empty
-            elif again and self._buffered >= 4 * self._n:
+            elif again and self.results.qsize() >= 4 * self._n:
                 self._parked += 1
                 again = False
             if not again:
@@ -128,8 +127,6 @@ class Receivers:
                 out.append(self.results.get(timeout=left))
             except queue.Empty:
                 break
-        with self._lock:
-            self._buffered -= len(out) + 1
         return out
 
     def unpark(self) -> None:

@@ -20,11 +20,10 @@ from db.ingest import standing_batch
 from idbatch.event_routes import EventRoute, route_for
 from idbatch.settings import Settings
 from idbatch.storage import s3_allowlist
+from idbatch.upload_claims import short
 from producers.csv_manifest import RowError
 from producers.event_parse import CONVENTION, SIDECAR_MAX_BYTES, Upload, claims_of, sidecar_claims, validated
 from producers.pairing import Side
-
-MAX_REF = 256
 
 
 class Deferred(Exception):
@@ -125,10 +124,6 @@ class SideReader:
             if rule.batch not in self._batches:
                 self._batches[rule.batch] = standing_batch(f"events:{rule.batch}", rule.provider, rule.config)
             return self._batches[rule.batch]
-
-
-def short(ref: str) -> str:
-    return ref if len(ref) <= MAX_REF else "…" + ref[-(MAX_REF - 1) :]
 
 
 def missing(exc: Exception) -> bool:

@@ -43,6 +43,7 @@ from idbatch.pii import vault
 from idbatch.settings import Settings
 from idbatch.storage import ObjectInfo, ObjectMissing, Storage, s3_allowlist, s3_ref_allowed, storage_for
 from idbatch.storage.s3 import parse_s3_url
+from idbatch.upload_claims import short
 from producers.csv_manifest import ManifestError, ManifestRow, RowError, read_manifest
 from producers.keys import IDEMPOTENCY
 from producers.submit import SubmitResult, _job_values, submit_items, submit_path
@@ -148,7 +149,7 @@ def _digest(url: str) -> int:
 
 def _ref_of(key: str, prefix: str) -> str:
     ref = key[len(prefix) :] if key.startswith(prefix) else key
-    return ref if len(ref) <= MAX_REF else "…" + ref[-(MAX_REF - 1) :]
+    return short(ref, MAX_REF)
 
 
 def scan_prefix(
@@ -180,7 +181,7 @@ def scan_prefix(
                 card.problems.append(
                     f"{side} image is {info.size} bytes, over the {settings.image_max_bytes}-byte limit"
                 )
-        ref = card.ref if len(card.ref) <= MAX_REF else "…" + card.ref[-(MAX_REF - 1) :]
+        ref = short(card.ref, MAX_REF)
         if card.problems:
             return RejectedObjects(
                 row - 1,

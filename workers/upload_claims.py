@@ -34,6 +34,7 @@ from idbatch.upload_claims import (
     check_claims,
     claims_of,
     merged,
+    short,
     sidecar_claims,
     sidecar_key,
 )
@@ -124,5 +125,4 @@ def _sidecar(front_ref: str, rt: Runtime) -> tuple[dict[str, str], str]:
 
 def _name(ref: str) -> str:
     """The object's key, as the listener names it in its reasons (``s3://bucket/`` off)."""
-    key = parse_s3_url(ref)[1] if ref.startswith("s3://") else ref
-    return key if len(key) <= 256 else "…" + key[-255:]
+    return short(parse_s3_url(ref)[1] if ref.startswith("s3://") else ref)
