@@ -14,7 +14,7 @@ HTTP; bench/moto_fast.py, moto with its queue-depth hot spots O(1) and keep-aliv
 the database is a new, migrated Postgres database per variant. Jobs are not published
 (no broker): this measures the producer side.
 
-    python bench/events.py [--cards 2000] [--baseline-cards 300] [--concurrency 8] [--depth 200]
+    python bench/events.py [--cards 2000] [--baseline-cards 300] [--concurrency 8] [--depth 200] [--senders 4]
 """
 
 from __future__ import annotations
@@ -73,31 +73,107 @@ def _start_moto(stock: bool) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-class Feeder(threading.Thread):
-    """Sends the notifications as S3 would while uploads go on, keeping the queue shallow.
+def _feed(endpoint: str, queue: str, bodies: list[str], depth: int, senders: int, shared: Any) -> None:
+    """The feeder's process: ``senders`` threads sending ``bodies`` in batches of 10."""
+    import resource
 
-    moto's ReceiveMessage costs grow with queue depth (it deep-copies messages as it walks
-    the queue: ~20 ms at 20 messages, ~600 ms at 1,000 on this box); SQS's do not. So
-    at most ``depth`` messages wait at any time, and the listener never starves.
-    """
+    sys.path.insert(0, str(ROOT))
+    from idbatch.storage.s3 import make_client
 
-    def __init__(self, sqs: Any, queue: str, bodies: list[str], depth: int = 60) -> None:
-        super().__init__(daemon=True)
-        self.sqs, self.queue, self.bodies, self.depth = sqs, queue, bodies, depth
-        self.sent = self.consumed = 0
-        self.cpu_s = 0.0  # this thread's own CPU: S3's part, not the listener's
+    sqs = make_client("sqs", endpoint)
+    sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])  # connected before the clock
+    shared["ready"].set()
+    shared["go"].wait()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage.ru_utime + usage.ru_stime
+    lock = threading.Lock()
+    taken = [0]
 
-    def run(self) -> None:
-        while self.sent < len(self.bodies):
-            self.cpu_s = time.thread_time()
-            if self.sent - self.consumed >= self.depth:
+    def send() -> None:
+        while True:
+            with lock:
+                if taken[0] >= len(bodies):
+                    return
+                waiting = taken[0] - shared["consumed"].value >= depth
+                if waiting:
+                    shared["full_waits"].value += 1
+                else:
+                    chunk = bodies[taken[0] : taken[0] + 10]
+                    taken[0] += len(chunk)
+            if waiting:
                 time.sleep(0.002)
                 continue
-            chunk = self.bodies[self.sent : self.sent + 10]
             entries = [{"Id": str(j), "MessageBody": b} for j, b in enumerate(chunk)]
-            self.sqs.send_message_batch(QueueUrl=self.queue, Entries=entries)
-            self.sent += len(chunk)
-        self.cpu_s = time.thread_time()
+            sqs.send_message_batch(QueueUrl=queue, Entries=entries)
+
+    threads = [threading.Thread(target=send, daemon=True) for _ in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    shared["cpu_s"].value = usage.ru_utime + usage.ru_stime - cpu0
+
+
+class Feeder:
+    """Sends the notifications as S3 would while uploads go on, keeping the queue shallow.
+
+    moto's ReceiveMessage costs grow with queue depth (it walks every message of the
+    queue, in-flight ones too); SQS's do not. So at most ``depth`` messages are sent and
+    not yet deleted at any time, and the listener never starves.
+
+    The feeder plays S3, so it runs in a process of its own, with ``senders`` threads
+    sending side by side (S3 delivers notifications from many hosts). A feeder thread
+    inside the listener's process took the listener's GIL for moto's answers, and one
+    sender was the benchmark's own ceiling: a ``SendMessageBatch`` to moto takes ~15 ms on
+    this box, so one thread could not send more than ~650 events/s, and it never once
+    found ``depth`` messages waiting (the runs measured the feeder, not the listener).
+    ``full_waits`` counts how often a sender did: the listener was the limit then.
+    """
+
+    def __init__(
+        self, endpoint: str, queue: str, bodies: list[str], depth: int = 60, senders: int = 4
+    ) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # the listener's process has threads: no fork
+        self._shared = {
+            "consumed": ctx.Value("q", 0, lock=False),
+            "full_waits": ctx.Value("q", 0, lock=False),
+            "cpu_s": ctx.Value("d", 0.0, lock=False),
+            "ready": ctx.Event(),
+            "go": ctx.Event(),
+        }
+        self._lock = threading.Lock()
+        self._process = ctx.Process(
+            target=_feed, args=(endpoint, queue, bodies, depth, senders, self._shared), daemon=True
+        )
+
+    def start(self) -> None:
+        """Start the process and wait until it can send (its start-up is not timed)."""
+        self._process.start()
+        if not self._shared["ready"].wait(60):
+            raise RuntimeError("the feeder process did not start")
+
+    def go(self) -> None:
+        self._shared["go"].set()
+
+    def join(self) -> None:
+        self._process.join()
+
+    def took(self, n: int) -> None:
+        """``n`` messages were deleted by the listener (its delete threads call this)."""
+        with self._lock:
+            self._shared["consumed"].value += n
+
+    @property
+    def full_waits(self) -> int:
+        return int(self._shared["full_waits"].value)
+
+    @property
+    def cpu_s(self) -> float:
+        """The feeder process's CPU (S3's part, not the listener's); known once it has ended."""
+        return float(self._shared["cpu_s"].value)
 
 
 def _populate(s3: Any, bucket: str, prefix: str, cards: int) -> list[str]:
@@ -148,6 +224,7 @@ def variant(
     concurrency: int,
     claims: str,
     depth: int = 200,
+    senders: int = 4,
     moto_pid: int | None = None,
 ) -> dict[str, Any]:
     from sqlalchemy import func, select
@@ -184,12 +261,12 @@ def variant(
         bodies = _populate(s3, bucket, "inbox", cards)
         events = len(bodies)
         listener = EventListener(settings, queue_url=queue, provider="acedata", publish=lambda ids: None)
-        feeder = Feeder(sqs, queue, bodies, depth)
+        feeder = Feeder(endpoint, queue, bodies, depth, senders)
         deleting = listener._delete
 
         def counted(messages: list[dict[str, Any]]) -> int:
             n = deleting(messages)
-            feeder.consumed += n
+            feeder.took(n)
             return n
 
         listener._delete = counted  # type: ignore[method-assign]
@@ -198,6 +275,7 @@ def variant(
         moto0 = proc_cpu_s(moto_pid) if moto_pid else 0.0
         feeder.start()
         cpu0, t0 = time.process_time(), time.perf_counter()
+        feeder.go()
         if baseline:
             received = deleted = 0
             while received < events:
@@ -234,15 +312,18 @@ def variant(
             # who reads the uploads' claims: "worker" (the listener sends S3 nothing) or
             # "listener" (a HEAD per object; see IDBATCH_EVENTS_CLAIMS)
             "claims_read_by": claims,
-            # CPU per event, by process: the listener (less the feeder thread, which plays S3
-            # sending notifications), moto's server (S3 and SQS), the Postgres backends
-            "listener_cpu_ms_per_event": round(1000 * (cpu - feeder.cpu_s) / events, 3),
+            # CPU per event, by process: the listener, the feeder (which plays S3 sending
+            # notifications), moto's server (S3 and SQS), the Postgres backends
+            "listener_cpu_ms_per_event": round(1000 * cpu / events, 3),
             "feeder_cpu_ms_per_event": round(1000 * feeder.cpu_s / events, 3),
             "moto_cpu_ms_per_event": round(1000 * moto_cpu / events, 3),
             "postgres_cpu_ms_per_event": round(1000 * pg_cpu / events, 3),
             # SQS delivers at least once (moto's threaded server hands a message to two
             # concurrent receives now and then): a redelivery must be a duplicate, not a job
             "redelivered": received - events,
+            # how often a sender found ``depth`` messages already waiting: 0 means the
+            # notifications, not the listener, set the pace (the run measured the harness)
+            "feeder_full_waits": feeder.full_waits,
             "all_paired": jobs == cards and paired == cards and deleted >= events,
         }
 
@@ -255,6 +336,7 @@ def main() -> None:
     parser.add_argument("--baseline-cards", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--depth", type=int, default=200, help="most messages waiting in the queue")
+    parser.add_argument("--senders", type=int, default=4, help="threads sending the notifications")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
         "--no-listener-claims",
@@ -280,9 +362,15 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "concurrency": args.concurrency,
             "depth": args.depth,
+            "senders": args.senders,
             "moto": "stock moto_server" if args.stock_moto else "bench/moto_fast.py",
         }
-        common = {"concurrency": args.concurrency, "depth": args.depth, "moto_pid": moto.pid}
+        common = {
+            "concurrency": args.concurrency,
+            "depth": args.depth,
+            "senders": args.senders,
+            "moto_pid": moto.pid,
+        }
         report["listener"] = variant(endpoint, args.cards, baseline=False, claims="worker", **common)
         report["events_per_s"] = report["listener"]["events_per_s"]
         if not args.no_listener_claims:

@@ -18,7 +18,10 @@ for FIFO queues (a standard queue has no such attribute). Routing each request t
 service listed moto's package directory (``list_of_moto_modules``: a listdir and an
 isdir per entry, ~12%): that list is read once here. Werkzeug's per-request INFO
 log line (formatted even when stderr goes nowhere, ~8%) is turned off. ``DeleteMessage``
-walks the queue once per receipt handle instead of twice.
+walks the queue once per receipt handle instead of twice. ``ReceiveMessage`` walks every
+message of the queue, in-flight ones too, reading the clock twice per message; here once
+per walk. It also built and deep-copied the set of pending FIFO groups on every call, for
+a standard queue as well, where it is never read.
 
 HTTP keep-alive: werkzeug's development server answers every request with ``Connection:
 close`` and then reads the socket dry (so keep-alive cannot simply be switched on), so
@@ -41,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from moto import backends
-from moto.core.utils import unix_time
+from moto.core.utils import unix_time, unix_time_millis
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs import models
 
@@ -85,7 +88,9 @@ def _delete_message(self: Any, receipt_handle: str) -> None:
         return  # already deleted: SQS accepts a second delete
     kept, found = [], False
     for message in self._messages:
-        if not found and message.had_receipt_handle(receipt_handle):
+        # ``had_receipt_handle`` without building the list of handles per message
+        handles = message._old_receipt_handles
+        if not found and (message.receipt_handle == receipt_handle or receipt_handle in handles):
             self.pending_messages.discard(message)
             self.deleted_messages.update(message.all_receipt_handles)
             found = True
@@ -96,12 +101,29 @@ def _delete_message(self: Any, receipt_handle: str) -> None:
     self._messages = kept
 
 
+def _visible_messages(self: Any) -> list[Any]:
+    """moto's ``Queue.messages`` (visible, not delayed) with one clock read per call, not two
+    per message: every ``ReceiveMessage`` walks the whole queue, in-flight messages too."""
+    now = unix_time_millis()
+    return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def _pending_groups(self: Any) -> set[str]:
+    """moto's ``Queue.pending_message_groups``, read (and deep-copied) by every receive but
+    used only for FIFO queues: a standard queue's is never consulted, so it is not built."""
+    if not self.fifo_queue:
+        return set()
+    return {m.group_id for m in self._pending_messages if m.group_id is not None}
+
+
 _modules = tuple(backends.list_of_moto_modules())  # moto's own package folders: fixed while it runs
 backends.list_of_moto_modules = lambda: _modules
 models.SQSBackend.is_message_valid_based_on_retention_period = _retention_ok  # type: ignore[method-assign]
 models.Queue.attributes = property(_attributes)  # type: ignore[assignment,method-assign]
 models.SQSBackend.send_message = _send_message  # type: ignore[method-assign]
 models.Queue.delete_message = _delete_message  # type: ignore[method-assign]
+models.Queue.messages = property(_visible_messages)  # type: ignore[assignment,method-assign]
+models.Queue.pending_message_groups = property(_pending_groups)  # type: ignore[assignment,method-assign]
 serialize_sqs()  # concurrent receives on one queue raced in moto (HTTP 500, messages hidden)
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
