@@ -86,6 +86,15 @@ _PENDING = text(
 )
 
 
+# One statement for every link of a commit (executemany sent one UPDATE per ledger row:
+# ~9 ms of a listener commit of 45 sides on this box, the largest of its statements).
+_RESOLVE = text(
+    "UPDATE event_object SET job_id = l.jid, resolved_at = :now, claimed_name_enc = NULL,"
+    " claimed_id_enc = NULL FROM unnest(CAST(:oids AS bigint[]), CAST(:jids AS bigint[])) AS l(oid, jid)"
+    " WHERE event_object.id = l.oid"
+)
+
+
 def insert_objects(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
     """Insert ledger rows, skipping object versions already there; {(url, etag): id} of the new ones."""
     if not rows:
@@ -195,6 +204,10 @@ def resolve(session: Session, links: list[tuple[int, int]], now: dt.datetime) ->
     """Point ledger rows at their jobs ((ledger id, job id) pairs); their claims are dropped
     (the job holds them now, under its own tokens)."""
     if not links:
+        return
+    if _postgres(session):
+        params = {"oids": [o for o, _ in links], "jids": [j for _, j in links], "now": now}
+        session.connection().execute(_RESOLVE, params)
         return
     session.execute(
         update(EventObject.__table__)  # type: ignore[arg-type]
