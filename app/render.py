@@ -21,11 +21,27 @@ from rich.text import Text
 
 from db.reports import Report
 
+# C0 and C1 control characters, DEL included (TAB, CR, LF and ESC among them).
+_CONTROLS = dict.fromkeys([*range(0x00, 0x20), *range(0x7F, 0xA0)])
+
+
+def cell(value: object) -> Text:
+    """A value that came from input (a ref, a reason, a source) as plain text for a table.
+
+    Never markup: a ref of ``[link=…]`` or ``[red]`` is shown as written, not rendered. Control
+    characters are shown as ``\\xNN`` escapes: an ESC in a manifest's ref must not reach the
+    terminal as an escape sequence, and a TAB or newline must not break the table's rows.
+    """
+    text = "" if value is None else str(value)
+    if any(ord(c) in _CONTROLS for c in text):
+        text = "".join(f"\\x{ord(c):02x}" if ord(c) in _CONTROLS else c for c in text)
+    return Text(text)
+
 
 def render_report(report: Report, console: Console) -> None:
     state = "finished" if report.state == "active" and report.done else report.state
     console.rule(f"[bold]Batch {report.batch_id}[/bold] — {report.provider}, {report.kind}, {state}")
-    console.print(f"source: {report.source}")
+    console.print(Text.assemble("source: ", cell(report.source)))
     table = Table(title="Jobs by status", show_footer=True)
     table.add_column("status", footer="total")
     table.add_column("jobs", justify="right", footer=str(sum(report.counts.values())))
@@ -52,7 +68,7 @@ def render_report(report: Report, console: Console) -> None:
             t.add_column("code")
             t.add_column("count", justify="right")
             for code, n in data.items():
-                t.add_row(code, str(n))
+                t.add_row(cell(code), str(n))
             console.print(t)
     for title, rows, status in (
         ("Rejected rows", report.rejected, "rejected"),
@@ -70,7 +86,7 @@ def render_report(report: Report, console: Console) -> None:
             for col in ("row", "ref", "reason"):
                 t.add_column(col)
             for r in rows:
-                t.add_row(str(r["row"]), str(r["ref"] or ""), str(r["reason"] or ""))
+                t.add_row(str(r["row"]), cell(r["ref"]), cell(r["reason"]))
             console.print(t)
             if caption:
                 console.print(caption, soft_wrap=True)
@@ -87,7 +103,7 @@ def render_report(report: Report, console: Console) -> None:
                 t.add_column(col)
             for c in d["changes"]:
                 t.add_row(
-                    str(c["ref"] or ""),
+                    cell(c["ref"]),
                     c.get("status", ""),
                     ", ".join(c.get("new_warnings", [])),
                     ", ".join(c.get("cleared_warnings", [])),
@@ -102,7 +118,7 @@ def render_report(report: Report, console: Console) -> None:
         for s in report.samples:
             t.add_row(
                 *(
-                    str(s[c]) if s[c] is not None else ""
+                    cell(s[c])
                     for c in ("row", "ref", "status", "name", "id_number", "sex", "birth", "similarity")
                 )
             )

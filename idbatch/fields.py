@@ -9,11 +9,14 @@ columns use these constants, and a test holds the two equal.
 
 from __future__ import annotations
 
+import re
+
 EXTERNAL_REF_MAX = 256
 NAME_MAX = 64
 IMAGE_REF_MAX = 4096
 REASON_MAX = 2000
 _CUT = "…"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def problem(value: str, max_len: int) -> str | None:
@@ -27,6 +30,16 @@ def problem(value: str, max_len: int) -> str | None:
     except UnicodeEncodeError:
         return "contains characters that are not valid Unicode (lone surrogates)"
     return None
+
+
+def control_character(value: str) -> str | None:
+    """The first control character (C0, DEL, C1) in ``value`` as ``U+XXXX``, or None.
+
+    A reference or a name holds none: a TAB or newline breaks the exports' and reports'
+    rows, and an ESC would reach a terminal as an escape sequence.
+    """
+    found = _CONTROL.search(value)
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def storable(value: str | None, max_len: int) -> str | None:

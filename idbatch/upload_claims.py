@@ -110,6 +110,8 @@ def check_claims(claims: dict[str, str], where: str) -> Claims | str:
             return f"{where}, field {key}: value {why}"
         if value is not None and "\ufffd" in value:
             return f"{where}, field {key}: bytes are neither UTF-8 nor GB18030"
+        if value is not None and key != "id_number" and (control := fields.control_character(value)):
+            return f"{where}, field {key}: contains a control character ({control})"
     number = claims.get("id_number")
     if number is not None:
         try:

@@ -312,6 +312,9 @@ def _validate(
         return bad("external_ref", "required, empty")
     if len(ref) > fields.EXTERNAL_REF_MAX:
         return bad("external_ref", f"longer than {fields.EXTERNAL_REF_MAX} characters")
+    for column in ("external_ref", "name"):
+        if (control := fields.control_character(get.get(column, ""))) is not None:
+            return bad(column, f"contains a control character ({control})")
     for column in ("front_image", "back_image"):
         value = get.get(column, "")
         if not value:

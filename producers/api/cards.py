@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from idbatch import fields, images
 from idbatch.settings import Settings, private_dir
@@ -41,6 +41,14 @@ class CardIn(BaseModel):
     back_image: str | None = Field(default=None, max_length=16 * 1024 * 1024)
     name: str | None = Field(default=None, max_length=fields.NAME_MAX, description="claimed name")
     id_number: str | None = Field(default=None, max_length=64, description="claimed ID number")
+
+    @field_validator("external_ref", "name")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        """A TAB, newline or ESC in a reference or name would break exports and terminals."""
+        if value is not None and (control := fields.control_character(value)) is not None:
+            raise ValueError(f"contains a control character ({control})")
+        return value
 
 
 def image_dir(settings: Settings) -> Path:

@@ -137,3 +137,26 @@ def test_hostile_manifests_give_one_job_per_row_and_the_same_outcome_on_both(
         assert status in (JobStatus.QUEUED, JobStatus.REJECTED)
         assert status == JobStatus.QUEUED or reason.startswith("row ")
         assert ref is None or ("\x00" not in ref and len(ref) <= 256)
+
+
+def test_control_characters_in_ref_or_name_reject_that_row_only(env: Env, databases: dict[str, str]) -> None:
+    """TAB, ESC and a quoted newline: each names its column and character; the rest go on."""
+    data = _manifest(
+        "OK-1,a.jpg,,,", "BAD\tREF,b.jpg,,,", "R\x1b[2J,c.jpg,,,", 'OK-4,d.jpg,,"Li\nLei",', "OK-5,e.jpg,,,"
+    )
+    outcome = _both(env, databases, data)
+    assert [s for _, _, s, _ in outcome] == ["queued", "rejected", "rejected", "rejected", "queued"]
+    assert [where for _, _, _, where in outcome[1:4]] == [
+        "row 2 (line 3), column external_ref",
+        "row 3 (line 4), column external_ref",
+        "row 4 (line 6), column name",  # the line its quoted newline ends on
+    ]
+    settings = env(database_url=databases["sqlite"])
+    result = submit_manifest(io.BytesIO(data), source="hostile.csv", settings=settings, enqueue=False)
+    with session_scope() as session:
+        reasons = session.scalars(
+            select(Job.last_error).where(Job.batch_id == result.batch_id).order_by(Job.row_number)
+        ).all()
+    assert reasons[1].endswith("contains a control character (U+0009)")
+    assert reasons[2].endswith("contains a control character (U+001B)")
+    assert reasons[3].endswith("contains a control character (U+000A)")

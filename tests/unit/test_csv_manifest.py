@@ -21,14 +21,22 @@ def rows(data: bytes, **kw: object) -> list[ManifestRow | RowError]:
 
 
 def test_utf8_bom_crlf_and_quoted_fields() -> None:
-    text = HEADER + f'A1,a.jpg,,"张, 三",{ID1}\r\n' + f'"A2","b ""x"".jpg","c.jpg","李\n四",{ID2}\r\n'
+    text = (
+        HEADER
+        + f'A1,a.jpg,,"张, 三",{ID1}\r\n'
+        + f'"A2","b ""x"".jpg","c.jpg","李四",{ID2}\r\n'
+        + f'"A3",d.jpg,,"李\n四",{ID2}\r\n'
+    )
     out = rows(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
-    assert [type(r) for r in out] == [ManifestRow, ManifestRow]
-    first, second = out
+    assert [type(r) for r in out] == [ManifestRow, ManifestRow, RowError]
+    first, second, third = out
     assert isinstance(first, ManifestRow) and isinstance(second, ManifestRow)
     assert first.name == "张, 三" and first.back_image is None and first.id_number == ID1
     assert second.front_image == 'b "x".jpg' and second.back_image == "c.jpg"
     assert second.row_number == 2
+    # a quoted newline is read as part of its field (one row, not two), and a name holds none
+    assert isinstance(third, RowError) and third.row_number == 3 and third.external_ref == "A3"
+    assert third.reason.endswith("column name: contains a control character (U+000D)")
 
 
 def test_gbk_file_and_mixed_encoding_lines() -> None:
@@ -102,7 +110,7 @@ def test_an_unterminated_quote_mid_file_loses_no_row_after_it() -> None:
         HEADER
         + f"R1,a.jpg,,张三,{ID1}\n"
         + 'R2,"b.jpg,,x,y\n'
-        + f'R3,c.jpg,,"李\n四",{ID2}\n'  # a legitimate quoted field over two lines
+        + f'R3,c.jpg,,"李\n四",{ID2}\n'  # well-formed CSV: a quoted field over two lines
         + 'R4,"d.jpg,,x,y\n'
         + f"R5,e.jpg,,王五,{ID1}\n"
     ).encode()
@@ -110,15 +118,16 @@ def test_an_unterminated_quote_mid_file_loses_no_row_after_it() -> None:
     assert [(type(r).__name__, r.external_ref, r.row_number) for r in out] == [
         ("ManifestRow", "R1", 1),
         ("RowError", "R2", 2),
-        ("ManifestRow", "R3", 3),
+        ("RowError", "R3", 3),  # one row, refused for its name's newline (a name holds none)
         ("RowError", "R4", 4),
         ("ManifestRow", "R5", 5),
     ]
-    bad = [r for r in out if isinstance(r, RowError)]
+    bad = [r for r in out if isinstance(r, RowError) and r.external_ref != "R3"]
     assert [r.line for r in bad] == [3, 6] and all("malformed CSV" in r.reason for r in bad)
     assert "(line 3)" in bad[0].reason and "(line 6)" in bad[1].reason
     r3 = out[2]
-    assert isinstance(r3, ManifestRow) and r3.name == "李\n四"
+    assert isinstance(r3, RowError) and r3.line == 5
+    assert r3.reason == "row 3 (line 5), column name: contains a control character (U+000A)"
 
 
 def test_an_over_long_line_keeps_its_reference() -> None:

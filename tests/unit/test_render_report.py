@@ -30,3 +30,22 @@ def test_a_cut_list_names_how_many_and_where_the_rest_are() -> None:
 
 def test_a_whole_list_has_no_such_line() -> None:
     assert "first " not in text_of(report(3, 3))
+
+
+def test_refs_and_reasons_are_shown_as_written_never_as_markup_or_escapes() -> None:
+    """A hostile manifest's ref must not style, link or drive the terminal."""
+    r = report(2, 0)
+    r.source = "s3://b/[red]m.csv"
+    r.rejected = [
+        {"row": 1, "ref": "[link=https://evil.example]click[/link]", "reason": "row 1: [bold]bad[/bold]"},
+        {"row": 2, "ref": "R\x1b[2J\tX", "reason": "line\nbreak"},
+    ]
+    console = Console(record=True, width=200, force_terminal=True, color_system="truecolor")
+    render_report(r, console)
+    styled = console.export_text(styles=True, clear=False)
+    plain = console.export_text()
+    assert "[link=https://evil.example]click[/link]" in plain and "[bold]bad[/bold]" in plain
+    assert "s3://b/[red]m.csv" in plain
+    assert "\x1b[2J" not in styled and "R\\x1b[2J\\x09X" in plain
+    assert "\x1b]8;" not in styled  # no OSC 8 hyperlink reached the output
+    assert "line\\x0abreak" in plain
