@@ -77,6 +77,14 @@ def listen(
     if not (queue_url or settings.events_queue_url):
         console.print("[red]no queue:[/red] set IDBATCH_EVENTS_QUEUE_URL or pass --queue-url")
         raise typer.Exit(2)
+    if settings.broker_url.startswith("memory://"):
+        # Not refused: the jobs are recorded in Postgres either way, and `idbatch resume` or
+        # the sweeper sends them to workers later. But nothing in this process verifies them.
+        err_console.print(
+            "[yellow]warning:[/yellow] IDBATCH_BROKER_URL is the in-memory broker: jobs are recorded,"
+            " but no `idbatch worker` will see them until `idbatch resume` (or the sweeper) sends"
+            " them; set IDBATCH_BROKER_URL=redis://…"
+        )
     setup_tracing(settings, "listen")  # IDBATCH_OTEL_ENABLED (off by default), before any engine
     require_schema(settings.database_url)
     listener = EventListener(settings, queue_url=queue_url, provider=provider, config=parse_config(config))

@@ -249,6 +249,15 @@ def ledger_summary(session: Session, batch_ids: Iterable[int]) -> dict[str, int]
     return {"objects": len(rows), "pending": pending, "in_jobs": len(rows) - pending}
 
 
+def upload_versions(conn: Any, job_id: int) -> dict[str, str]:
+    """{url: etag} of the object versions a job was made from (its ledger rows), for the
+    worker to read exactly those (``S3Storage.read_object``'s ``etag``)."""
+    rows = conn.execute(
+        select(EventObject.url, EventObject.etag).where(EventObject.job_id == job_id, EventObject.etag != "")
+    )
+    return {str(url): str(etag) for url, etag in rows}
+
+
 def store_claims(conn: Any, job_id: int, owner: str, values: dict[str, Any]) -> bool:
     """Write the claims a worker read from a card's upload onto its job, while it holds the
     lease (``workers.upload_claims``); False when the lease is gone (another worker has it)."""
@@ -274,6 +283,7 @@ __all__ = [
     "resolve",
     "resolved_sides",
     "store_claims",
+    "upload_versions",
 ]
 
 

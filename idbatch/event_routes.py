@@ -13,6 +13,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# The source of a rule's standing batch: ``events:<rule.batch>`` (the listener's own
+# batch is ``sqs:<queue url>``). The worker reads it to tell a card routed by a rule.
+ROUTED_SOURCE = "events:"
+
+
+def routed_source(batch: str) -> str:
+    return f"{ROUTED_SOURCE}{batch}"
+
 
 class EventRoute(BaseModel):
     """One rule of ``IDBATCH_EVENTS_ROUTES``."""

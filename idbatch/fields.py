@@ -43,10 +43,11 @@ def control_character(value: str) -> str | None:
 
 
 def storable(value: str | None, max_len: int) -> str | None:
-    """``value`` as a column of ``max_len`` can hold it: NULs and lone surrogates replaced
-    by U+FFFD, cut with an ellipsis. For what must be kept whatever it holds (the
-    ``external_ref`` of a rejected row, a reason): the record stays, readable."""
+    """``value`` as a column of ``max_len`` can hold it: NULs, other control characters
+    and lone surrogates replaced by U+FFFD, cut with an ellipsis. For what must be kept
+    whatever it holds (the ``external_ref`` of a rejected row, a reason): the record
+    stays, readable, and an export of it carries no TAB, newline or ESC."""
     if value is None:
         return None
-    clean = value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    clean = _CONTROL.sub("\ufffd", value).encode("utf-8", "replace").decode("utf-8")
     return clean if len(clean) <= max_len else clean[: max_len - len(_CUT)] + _CUT

@@ -17,7 +17,8 @@ import threading
 from typing import Any
 
 from db.ingest import standing_batch
-from idbatch.event_routes import EventRoute, route_for
+from idbatch import fields
+from idbatch.event_routes import EventRoute, route_for, routed_source
 from idbatch.settings import Settings
 from idbatch.storage import s3_allowlist
 from idbatch.upload_claims import short
@@ -52,6 +53,10 @@ class SideReader:
         side = Side(0, up, f"{up.bucket}/{ref}" if match else None, side_name, short(ref))
         problems: list[str] = []
         what = f"{side_name or 'front'} image"
+        if (control := fields.control_character(up.key)) is not None:
+            problems.append(f"object key contains a control character ({control})")
+        if len(ref) > fields.EXTERNAL_REF_MAX:
+            problems.append(f"object key's card reference is over {fields.EXTERNAL_REF_MAX} characters")
         if up.key.endswith("/"):
             problems.append("folder placeholder object, not an image")
         elif up.size == 0:
@@ -122,7 +127,8 @@ class SideReader:
             return self.default_batch
         with self._lock:
             if rule.batch not in self._batches:
-                self._batches[rule.batch] = standing_batch(f"events:{rule.batch}", rule.provider, rule.config)
+                source = routed_source(rule.batch)
+                self._batches[rule.batch] = standing_batch(source, rule.provider, rule.config)
             return self._batches[rule.batch]
 
 

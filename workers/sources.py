@@ -10,7 +10,9 @@ from idbatch.storage.handoff import s3_image_source
 from workers.runtime import Runtime
 
 
-def image_source(rt: Runtime, ref: str, manifest_source: str, provider: str = "") -> ImageSource:
+def image_source(
+    rt: Runtime, ref: str, manifest_source: str, provider: str = "", etag: str | None = None
+) -> ImageSource:
     """A URL the provider may fetch and/or the bytes to send inline.
 
     Raises ImageRefError (the job is rejected) or StorageUnavailable (it is retried).
@@ -23,7 +25,7 @@ def image_source(rt: Runtime, ref: str, manifest_source: str, provider: str = ""
         images.check_url(ref, settings.allowed_private_hosts, resolve=True)
         return ImageSource(ref=ref, url=ref, load=None)
     if kind == "s3":
-        return s3_image_source(settings, ref, provider)
+        return s3_image_source(settings, ref, provider, etag)
     if "://" in manifest_source:
         # Producers resolve a remote manifest's relative paths at ingest; a local path
         # left in such a batch must never make the worker open one of its own files.

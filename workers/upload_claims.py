@@ -24,7 +24,7 @@ from db.events import store_claims
 from db.jobs import Claim
 from db.session import connection_scope
 from idbatch.domain import BatchKind
-from idbatch.event_routes import route_for
+from idbatch.event_routes import ROUTED_SOURCE, route_for, routed_source
 from idbatch.pii import AD_CLAIMED_ID, AD_CLAIMED_NAME, vault
 from idbatch.providers.base import ImageSource
 from idbatch.storage.base import ObjectMissing
@@ -72,12 +72,7 @@ def adopt(claimed: Claim, front: ImageSource, back: ImageSource | None, rt: Runt
         claims, where = _sidecar(front.ref, rt)
     route = claims.pop("route", None)
     if route is not None:
-        # The listener routed this card by its prefix without reading the key (no rule
-        # routes by key, else it would have); a key no rule matches means "not for this
-        # flow", exactly as at the listener: never verified by the wrong provider.
-        bucket, key = parse_s3_url(front.ref)
-        if route_for(rt.settings.events_routes, bucket, key, route) is None:
-            raise Unusable(f"routing key {route[:64]!r} matches no rule (IDBATCH_EVENTS_ROUTES)")
+        _check_route(claimed, front.ref, route, rt)
     if not claims:
         return claimed  # the upload claims nothing: verified without claims
     checked = check_claims(claims, where)
@@ -100,6 +95,31 @@ def adopt(claimed: Claim, front: ImageSource, back: ImageSource | None, rt: Runt
 
     durably(store, "claims")
     return replace(claimed, claimed_name_enc=name_enc, claimed_id_enc=id_enc)
+
+
+def _check_route(claimed: Claim, front_ref: str, route: str, rt: Runtime) -> None:
+    """Never verify a card by the wrong provider: its routing key must lead to its batch.
+
+    With a rule that routes by key, the listener read the key and chose the batch by it;
+    without one, it routed by prefix only. Here, with this worker's rules: a key no rule
+    matches means "not for this flow", as at the listener, and a rule naming another
+    batch means the listener's and the workers' ``IDBATCH_EVENTS_ROUTES`` differ. A worker
+    with no rules trusts a batch a rule chose (``events:<batch>``) and refuses a route key
+    on a card of the listener's own batch, which no rule chose.
+    """
+    bucket, key = parse_s3_url(front_ref)
+    routes = rt.settings.events_routes
+    rule = route_for(routes, bucket, key, route)
+    shown = repr(route[:64])
+    if rule is None:
+        if not routes and claimed.source.startswith(ROUTED_SOURCE):
+            return
+        raise Unusable(f"routing key {shown} matches no rule (IDBATCH_EVENTS_ROUTES)")
+    if claimed.source != routed_source(rule.batch):
+        raise Unusable(
+            f"routing key {shown} routes the card to batch {rule.batch!r}, but it was recorded"
+            " in another (the listener's and this worker's IDBATCH_EVENTS_ROUTES differ)"
+        )
 
 
 def _sidecar(front_ref: str, rt: Runtime) -> tuple[dict[str, str], str]:

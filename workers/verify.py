@@ -23,11 +23,12 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from db import jobs
+from db.events import upload_versions
 from db.jobs import Claim
 from db.models import utcnow
 from db.session import connection_scope
 from idbatch import images, metrics
-from idbatch.domain import ErrorClass
+from idbatch.domain import BatchKind, ErrorClass
 from idbatch.logging import get_logger
 from idbatch.providers import errors
 from idbatch.providers.base import VerifyRequest, planned_sides
@@ -96,6 +97,18 @@ def process_job(
     return outcome
 
 
+def _versions(claimed: Claim) -> dict[str, str]:
+    """The object versions an upload-event card was recorded with (none for other jobs)."""
+    if claimed.kind != BatchKind.EVENTS:
+        return {}
+
+    def read() -> dict[str, str]:
+        with connection_scope() as conn:
+            return upload_versions(conn, claimed.job_id)
+
+    return durably(read, "versions")
+
+
 def _process_claimed(
     claimed: Claim, rt: Runtime, policy: RetryPolicy, now: Callable[[], dt.datetime]
 ) -> Outcome:
@@ -110,10 +123,15 @@ def _process_claimed(
     try:
         if not claimed.front_image:
             raise images.ImageRefError("missing")
-        front = image_source(rt, claimed.front_image, claimed.source, claimed.provider)
+        versions = _versions(claimed)
+        front = image_source(
+            rt, claimed.front_image, claimed.source, claimed.provider, versions.get(claimed.front_image)
+        )
         column = "back_image"
         back = (
-            image_source(rt, claimed.back_image, claimed.source, claimed.provider)
+            image_source(
+                rt, claimed.back_image, claimed.source, claimed.provider, versions.get(claimed.back_image)
+            )
             if claimed.back_image
             else None
         )

@@ -39,13 +39,15 @@ def handoff_for(settings: Settings, provider: str) -> Handoff:
     return settings.s3_handoff.get(provider) or DEFAULT_HANDOFF.get(provider, FALLBACK_HANDOFF)
 
 
-def s3_image_source(settings: Settings, ref: str, provider: str) -> ImageSource:
-    """Check an s3:// image and hand it off as configured; raises ImageRefError or StorageUnavailable."""
+def s3_image_source(settings: Settings, ref: str, provider: str, etag: str | None = None) -> ImageSource:
+    """Check an s3:// image and hand it off as configured; raises ImageRefError or StorageUnavailable.
+
+    ``etag``: the object version its record names (an upload event's), or None."""
     if not s3_ref_allowed(ref, s3_allowlist(settings)):
         raise images.ImageRefError("bucket not allowed (IDBATCH_S3_ALLOWED)")
     storage = S3Storage(make_client("s3", settings.s3_endpoint_url))
     try:
-        data, metadata = storage.read_object(ref, settings.image_max_bytes)
+        data, metadata = storage.read_object(ref, settings.image_max_bytes, etag)
     except ObjectMissing as exc:
         raise images.ImageRefError(str(exc)) from exc
     except ValueError as exc:  # over the size limit, told by HEAD before any GET

@@ -155,19 +155,31 @@ class S3Storage:
     def read(self, url: str, max_bytes: int) -> bytes:
         return self.read_object(url, max_bytes)[0]
 
-    def read_object(self, url: str, max_bytes: int) -> tuple[bytes, dict[str, str]]:
+    def read_object(self, url: str, max_bytes: int, etag: str | None = None) -> tuple[bytes, dict[str, str]]:
         """The object's bytes and its user metadata (``x-amz-meta-*`` as boto3 names them:
-        the prefix off, lower case), from the HEAD that is sent first anyway."""
+        the prefix off, lower case), from the HEAD that is sent first anyway.
+
+        ``etag``: the version an upload event named. Another version there now (the key
+        was overwritten since) raises ObjectMissing saying so, from the HEAD, and the GET
+        asks ``If-Match`` too, so a write between the two cannot slip in either: a card is
+        never paid for on bytes other than those its record names.
+        """
         info, metadata = self._head(url)  # HEAD first: never download what we would refuse anyway
+        bucket, key = parse_s3_url(url)
+        if etag and info.etag and info.etag != etag:
+            raise ObjectMissing(_changed(key, etag))
         if info.size > max_bytes:
             raise ValueError(f"image is {info.size} bytes, over the {max_bytes}-byte limit")
-        bucket, key = parse_s3_url(url)
+        pinned = {"IfMatch": f'"{etag}"'} if etag else {}
         try:
-            response = self.client.get_object(Bucket=bucket, Key=key)
+            response = self.client.get_object(Bucket=bucket, Key=key, **pinned)
             # read at most one byte more than allowed: the object may have grown since HEAD
             with response["Body"] as body:
                 data: bytes = body.read(max_bytes + 1)
         except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if etag and code == "PreconditionFailed":
+                raise ObjectMissing(_changed(key, etag)) from exc
             raise map_error(exc, _name(key)) from exc
         return data, metadata
 
@@ -197,3 +209,10 @@ class S3Storage:
 def _name(key: str) -> str:
     """The last path segment: object names may embed a customer reference, never log whole keys."""
     return key.rsplit("/", 1)[-1]
+
+
+def _changed(key: str, etag: str) -> str:
+    return (
+        f"object changed since its upload event: {_name(key)} is no longer the version the"
+        f" event named (ETag {etag[:16]}); upload it again as a new card to verify it"
+    )

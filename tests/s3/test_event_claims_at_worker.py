@@ -69,6 +69,7 @@ def test_the_worker_reads_checks_and_stores_the_claims_of_uploads(
     up = Uploads(s3, sqs, bucket, queue)
     wrong_name, bad_id, conflict, sidecar, bad_sidecar, bare = {3, 9}, {5}, {7}, {11}, {13}, {15}
     unrouted = {17}  # a routing key no rule matches: not this flow's card
+    overwritten = {19}  # its front replaced under the same key after its event was recorded
     plan = []
     for i in range(CARDS):
         ident, front, back = people[i % len(people)]
@@ -109,6 +110,8 @@ def test_the_worker_reads_checks_and_stores_the_claims_of_uploads(
             .where(Job.claimed_name_enc.is_(None), Job.claimed_id_enc.is_(None))
         )
     assert unread == CARDS  # the claims are still in S3
+    for i in overwritten:  # other bytes under the same key: not the version the event named
+        s3.put_object(Bucket=bucket, Key=f"in/C{i:04d}-front.jpg", Body=people[(i + 1) % 3][1])
 
     drain(listener.batch_id)
     jobs = _jobs()
@@ -130,6 +133,11 @@ def test_the_worker_reads_checks_and_stores_the_claims_of_uploads(
             assert (job.last_error or "").startswith("metadata of in/C0005-front.jpg, field id_number: ")
             assert ident.id_number not in (job.last_error or "")  # the reason never quotes the number
             assert job.id not in billed  # rejected before any call
+        elif i in overwritten:
+            assert job.status == JobStatus.REJECTED and job.id not in billed  # never paid on other bytes
+            assert (job.last_error or "").startswith(
+                "front_image: object changed since its upload event: C0019-front.jpg is no longer"
+            )
         elif i in unrouted:
             assert job.status == JobStatus.REJECTED and job.id not in billed
             assert job.last_error == "routing key 'nosuch' matches no rule (IDBATCH_EVENTS_ROUTES)"
@@ -181,3 +189,30 @@ def test_with_claims_at_the_listener_it_reads_them_at_ingest(
     assert vault().decrypt(jobs["A1-front.jpg"].claimed_name_enc, AD_CLAIMED_NAME) == ident.name
     assert jobs["A2-front.jpg"].status == JobStatus.REJECTED  # refused at ingest, never queued
     assert "field id_number" in (jobs["A2-front.jpg"].last_error or "")
+
+
+def test_reading_an_object_pinned_to_its_version(s3env: Settings, s3: Any, bucket: str) -> None:
+    """``read_object(etag=…)``: the version named, or a refusal from the HEAD; the GET asks
+    ``If-Match`` as well, so a replacement between HEAD and GET is refused the same way."""
+    from idbatch.storage.base import ObjectMissing
+    from idbatch.storage.s3 import S3Storage
+
+    first = s3.put_object(Bucket=bucket, Key="pin/A-front.jpg", Body=b"\xff\xd8one")["ETag"].strip('"')
+    storage = S3Storage(make_client("s3", s3env.s3_endpoint_url))
+    url = f"s3://{bucket}/pin/A-front.jpg"
+    assert storage.read_object(url, 1000, first)[0] == b"\xff\xd8one"
+    second = s3.put_object(Bucket=bucket, Key="pin/A-front.jpg", Body=b"\xff\xd8two")["ETag"].strip('"')
+    with pytest.raises(ObjectMissing, match=r"object changed since its upload event: A-front\.jpg"):
+        storage.read_object(url, 1000, first)
+    assert storage.read_object(url, 1000, second)[0] == b"\xff\xd8two"
+    assert storage.read_object(url, 1000)[0] == b"\xff\xd8two"  # unpinned: whatever is there
+    original = storage._head
+
+    def head_then_replace(u: str) -> Any:  # the HEAD sees the named version; then it is replaced
+        out = original(u)
+        s3.put_object(Bucket=bucket, Key="pin/A-front.jpg", Body=b"\xff\xd8three")
+        return out
+
+    storage._head = head_then_replace  # type: ignore[method-assign]
+    with pytest.raises(ObjectMissing, match="object changed"):  # refused by the GET's If-Match alone
+        storage.read_object(url, 1000, second)

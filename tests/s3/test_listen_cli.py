@@ -54,5 +54,6 @@ def test_sigterm_commits_what_is_in_flight_and_prints_the_summary(
             proc.kill()
     text = out.read_text()
     assert "stopping: committing what is in flight" in text
+    assert "is the in-memory broker" in text  # the tests' broker: said, not refused (jobs are recorded)
     summary = json.loads(text[text.index("{") :])
     assert summary["received"] == 6 and summary["paired"] == 3 and summary["deleted"] == 6

@@ -100,3 +100,29 @@ def test_routes_match_by_prefix_and_routing_key_first_rule_wins() -> None:
     assert route_for(routes, "uploads", "x/a-front.jpg", None) is None
     with pytest.raises(ValidationError):
         EventRoute(provider="acedata", batch="b")  # matches nothing
+
+
+def _side(key: str) -> str | None:
+    from idbatch.settings import Settings
+    from producers.event_parse import Upload
+    from producers.event_sides import SideReader
+
+    reader = SideReader(Settings(), None, 7)  # no rule routes by key: no S3 request, no batch lookup
+    side = reader.side(Upload(f"s3://up/{key}", key, 100, "e1", bucket="up"))
+    assert side.batch_id == 7
+    return side.problem
+
+
+def test_a_key_with_a_control_character_or_an_overlong_ref_is_refused_at_ingest() -> None:
+    """The card reference comes from the key when no claim names one: held to the same rules."""
+    assert _side("in/C1-front.jpg") is None
+    assert _side("in/ESC\x1b[2J-front.jpg") == "object key contains a control character (U+001B)"
+    assert _side("in/TAB\tx.jpg") == "object key contains a control character (U+0009)"  # not paired either
+    assert _side("in/" + "L" * 300 + "-front.jpg") == "object key's card reference is over 256 characters"
+
+
+def test_a_rejected_rows_kept_reference_carries_no_control_character() -> None:
+    from idbatch.fields import storable
+
+    assert storable("R\x1b[2J\tX\x00", 256) == "R\ufffd[2J\ufffdX\ufffd"
+    assert storable("张三 R-1", 256) == "张三 R-1"
