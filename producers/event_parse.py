@@ -108,6 +108,8 @@ def parse_records(body: str, buckets: frozenset[str] = frozenset()) -> tuple[lis
 
 def _record(record: Any, buckets: frozenset[str]) -> Upload | None:
     """One record's created object (None: not a creation); raises PoisonMessage (why not)."""
+    if not isinstance(record, dict):
+        raise PoisonMessage("malformed S3 record: not a JSON object")
     try:
         source = record.get("eventSource")
         if source not in _SOURCES:
@@ -115,10 +117,16 @@ def _record(record: Any, buckets: frozenset[str]) -> Upload | None:
         name = str(record.get("eventName", ""))
         if not name.removeprefix("s3:").startswith("ObjectCreated:"):
             return None
-        bucket = str(record["s3"]["bucket"]["name"])
-        obj = record["s3"]["object"]
-        key = unquote_plus(obj["key"])  # event keys are URL-encoded, spaces as "+"
-        size = int(obj.get("size", 0))
+        bucket = str(_field(record, "s3", "bucket", "name"))
+        obj = _field(record, "s3", "object")
+        raw_key = _field(record, "s3", "object", "key")
+        if not isinstance(raw_key, str):
+            raise PoisonMessage("malformed S3 record: s3.object.key is not a string")
+        key = unquote_plus(raw_key)  # event keys are URL-encoded, spaces as "+"
+        try:
+            size = int(obj.get("size", 0))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise PoisonMessage("malformed S3 record: s3.object.size is not a whole number") from exc
         etag = str(obj.get("eTag", "")).strip('"')
         metadata = _user_metadata(obj.get("userMetadata")) if source == "minio:s3" else None
     except PoisonMessage:
@@ -137,6 +145,18 @@ def _record(record: Any, buckets: frozenset[str]) -> Upload | None:
     if not 0 <= size < 2**63:
         raise PoisonMessage(f"object size {size} is out of range")
     return Upload(s3_url(bucket, key), key, size, etag, bucket=bucket, metadata=metadata)
+
+
+def _field(record: dict[str, Any], *path: str) -> Any:
+    """``record[path[0]][path[1]]…``; a missing or ill-typed step raises PoisonMessage naming it."""
+    node: Any = record
+    for depth, name in enumerate(path):
+        if not isinstance(node, dict):
+            raise PoisonMessage(f"malformed S3 record: {'.'.join(path[:depth])} is not an object")
+        if name not in node:
+            raise PoisonMessage(f"malformed S3 record: no {'.'.join(path[: depth + 1])}")
+        node = node[name]
+    return node
 
 
 def _user_metadata(raw: Any) -> dict[str, str]:

@@ -126,3 +126,27 @@ def test_a_rejected_rows_kept_reference_carries_no_control_character() -> None:
 
     assert storable("R\x1b[2J\tX\x00", 256) == "R\ufffd[2J\ufffdX\ufffd"
     assert storable("张三 R-1", 256) == "张三 R-1"
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (None, "malformed S3 record: not a JSON object"),
+        (5, "malformed S3 record: not a JSON object"),
+        ({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}, "malformed S3 record: no s3"),
+        ({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}}},
+         "malformed S3 record: no s3.object"),
+        ({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": [], "object": {}}},
+         "malformed S3 record: s3.bucket is not an object"),
+        ({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+          "s3": {"bucket": {"name": "up"}, "object": {"key": 7}}},
+         "malformed S3 record: s3.object.key is not a string"),
+        ({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+          "s3": {"bucket": {"name": "up"}, "object": {"key": "a.jpg", "size": "big"}}},
+         "malformed S3 record: s3.object.size is not a whole number"),
+    ],
+)  # fmt: skip
+def test_a_malformed_record_names_what_is_missing_or_wrong(record: object, reason: str) -> None:
+    with pytest.raises(PoisonMessage) as caught:
+        parse_notification(json.dumps({"Records": [record]}))
+    assert str(caught.value) == reason
