@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import PII_KEY, free_port, fresh_database  # noqa: E402
+from common import PG_ADMIN, PII_KEY, free_port, fresh_database  # noqa: E402
 
 REDIS = os.environ.get("IDBATCH_BENCH_REDIS", "redis://127.0.0.1:6379")
 SIM_TOKEN = "sim-acedata-token"  # noqa: S105 - the simulator's local test credential
@@ -233,6 +233,35 @@ class Run:
     rows: dict[str, Any] = field(default_factory=dict)
 
 
+def check_connections(workers: int, concurrency: int) -> None:
+    """Refuse to start when Postgres cannot serve every worker's pool at once.
+
+    A worker process opens up to concurrency + 4 connections (db.session). Beyond
+    ``max_connections`` the workers' transactions fail and are retried for as long as it
+    lasts: a run then measures connection refusals (stalls, extra attempt rows, jobs
+    stuck behind their leases), not the limiter. Seen here: 4 × 24 threads against the
+    default 100 turned a 2-minute OCR run into a stall at 1.1 cores of retrying workers.
+    """
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        row = conn.execute("SHOW max_connections").fetchone()
+        in_use = conn.execute("SELECT count(*) FROM pg_stat_activity").fetchone()
+    limit, used = int(row[0]) if row else 0, int(in_use[0]) if in_use else 0
+    needed = workers * (concurrency + 4) + 10  # + the bench's own, the beat, the sweeper
+    if limit - used < needed:
+        print(
+            f"warning: Postgres has {limit - used} connections free, the workers may need {needed}",
+            file=sys.stderr,
+        )
+    if limit < needed:
+        raise SystemExit(
+            f"Postgres max_connections is {limit} with {used} in use; {workers} workers x "
+            f"{concurrency} threads need about {needed}. Raise it (ALTER SYSTEM SET max_connections"
+            " = 400, then restart Postgres) or pass fewer --workers/--concurrency."
+        )
+
+
 def run_batch(
     mode: str, args: argparse.Namespace, manifest: Path, sim_url: str, gw_url: str, budget_s: float
 ) -> Run:
@@ -245,6 +274,7 @@ def run_batch(
     from producers.submit import submit_path
 
     httpx.post(f"{sim_url}/_sim/reset", timeout=5).raise_for_status()
+    check_connections(args.workers, args.concurrency)
     with fresh_database("idbatch_qbench") as db_url:
         env = worker_env(args, mode, db_url, manifest.parent, sim_url, gw_url)
         os.environ.update(env)
