@@ -20,9 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from db.reports import Report
-
-# C0 and C1 control characters, DEL included (TAB, CR, LF and ESC among them).
-_CONTROLS = dict.fromkeys([*range(0x00, 0x20), *range(0x7F, 0xA0)])
+from idbatch import fields
 
 
 def cell(value: object) -> Text:
@@ -33,9 +31,7 @@ def cell(value: object) -> Text:
     terminal as an escape sequence, and a TAB or newline must not break the table's rows.
     """
     text = "" if value is None else str(value)
-    if any(ord(c) in _CONTROLS for c in text):
-        text = "".join(f"\\x{ord(c):02x}" if ord(c) in _CONTROLS else c for c in text)
-    return Text(text)
+    return Text(fields.CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
 
 def render_report(report: Report, console: Console) -> None:

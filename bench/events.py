@@ -160,6 +160,8 @@ class Feeder:
 
     def join(self) -> None:
         self._process.join()
+        if self._process.exitcode != 0:  # a send failed: the events it did not send never come
+            raise RuntimeError(f"the feeder process failed (exit code {self._process.exitcode})")
 
     def took(self, n: int) -> None:
         """``n`` messages were deleted by the listener (its delete threads call this)."""

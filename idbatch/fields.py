@@ -16,7 +16,7 @@ NAME_MAX = 64
 IMAGE_REF_MAX = 4096
 REASON_MAX = 2000
 _CUT = "…"
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (TAB, CR, LF, ESC)
 
 
 def problem(value: str, max_len: int) -> str | None:
@@ -38,7 +38,7 @@ def control_character(value: str) -> str | None:
     A reference or a name holds none: a TAB or newline breaks the exports' and reports'
     rows, and an ESC would reach a terminal as an escape sequence.
     """
-    found = _CONTROL.search(value)
+    found = CONTROL.search(value)
     return None if found is None else f"U+{ord(found.group()):04X}"
 
 
@@ -49,5 +49,5 @@ def storable(value: str | None, max_len: int) -> str | None:
     stays, readable, and an export of it carries no TAB, newline or ESC."""
     if value is None:
         return None
-    clean = _CONTROL.sub("\ufffd", value).encode("utf-8", "replace").decode("utf-8")
+    clean = CONTROL.sub("\ufffd", value).encode("utf-8", "replace").decode("utf-8")
     return clean if len(clean) <= max_len else clean[: max_len - len(_CUT)] + _CUT

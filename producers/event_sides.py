@@ -21,6 +21,7 @@ from idbatch import fields
 from idbatch.event_routes import EventRoute, route_for, routed_source
 from idbatch.settings import Settings
 from idbatch.storage import s3_allowlist
+from idbatch.storage.s3 import error_code
 from idbatch.upload_claims import short
 from producers.csv_manifest import RowError
 from producers.event_parse import CONVENTION, SIDECAR_MAX_BYTES, Upload, claims_of, sidecar_claims, validated
@@ -134,5 +135,4 @@ class SideReader:
 
 def missing(exc: Exception) -> bool:
     """S3 says the object is not there (or not ours to read): retrying cannot help."""
-    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-    return code in {"404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"}
+    return error_code(exc) in {"404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"}

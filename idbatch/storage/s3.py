@@ -46,13 +46,17 @@ def s3_url(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def error_code(exc: BaseException) -> str:
+    """S3's error code of a botocore ``ClientError`` (``NoSuchKey``, ``PreconditionFailed``), else ""."""
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
 def map_error(exc: Exception, what: str) -> StorageError:
     """The single place botocore failures become our classes (table in the module docstring)."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
+        code = error_code(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if status >= 500 or code in TRANSIENT_CODES or code.startswith("Throttl"):
             return StorageUnavailable(f"S3 unavailable ({code or status}) for {what}")
@@ -177,8 +181,7 @@ class S3Storage:
             with response["Body"] as body:
                 data: bytes = body.read(max_bytes + 1)
         except Exception as exc:
-            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-            if etag and code == "PreconditionFailed":
+            if etag and error_code(exc) == "PreconditionFailed":
                 raise ObjectMissing(_changed(key, etag)) from exc
             raise map_error(exc, _name(key)) from exc
         return data, metadata

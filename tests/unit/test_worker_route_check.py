@@ -23,15 +23,13 @@ FID = EventRoute(route="faceid", provider="tencent_faceid", batch="fid")
 
 
 def _adopt(source: str, routes: list[EventRoute], route: str = "faceid") -> Claim:
-    rt = Runtime(
-        settings=Settings(events_routes=routes, events_sidecar=False),
-        client=httpx.Client(),
-        worker_id="w:1",
-    )
     url = "s3://up/in/C1-front.jpg"
     claimed = Claim(1, 1, 1, url, None, "tencent_faceid", {}, source, kind=BatchKind.EVENTS)
     front = ImageSource(url, None, metadata={"route": route})
-    return adopt(claimed, front, None, rt)  # no other claim: nothing is stored, nothing read
+    with httpx.Client() as client:
+        settings = Settings(events_routes=routes, events_sidecar=False)
+        rt = Runtime(settings=settings, client=client, worker_id="w:1")
+        return adopt(claimed, front, None, rt)  # no other claim: nothing is stored, nothing read
 
 
 @pytest.mark.parametrize(
