@@ -120,9 +120,9 @@ class AccountGate:
     def enter_any(self, provider: str, accounts: Sequence[str], calls: int = 1) -> Ticket:
         """Admit ``calls`` calls on one of the provider's accounts, or say how long to defer the job.
 
-        ``calls`` is what the job will send in a row on the slot (FRONT then BACK for a
-        two-sided vendor): the schedule moves on by ``calls / rate``, so a two-sided card
-        never gets twice the account's quota.
+        ``calls`` is how many calls the slot is worth: the schedule moves on by
+        ``calls / rate``. The worker asks for one and takes a further slot for each
+        further call of the job (``next_call``).
 
         Accounts are tried in a random order weighted by quota (over many calls each gets
         a share in proportion to its quota), skipping an open circuit or an account with
@@ -162,9 +162,36 @@ class AccountGate:
             metrics.circuit_state(provider, account, metrics.CIRCUIT_HALF_OPEN)
         if self.limiter is None:
             return ticket
-        ticket.policy = policy = self.policy(provider, account)
+        ticket.policy = self.policy(provider, account)
+        release = self._release_held(unless_key=f"{provider}:{account}")  # this thread's last call
+        return self._admit(ticket, calls, release)
+
+    def next_call(self, ticket: Ticket) -> None:
+        """Take the rate slot for the next call of the same job, on the ticket's account.
+
+        A two-sided card sends FRONT, then BACK once FRONT has answered. One slot worth
+        both calls (issue 17's first shape) left BACK's arrival to FRONT's latency: the
+        BACKs landed at random points between the slots, and a strict sliding window
+        counted more than its quota in a second (31-37 refused calls per OCR or Aliyun
+        run). So each call has a slot of its own, taken just before it is sent.
+
+        The ticket's in-flight lease is swapped for the new slot's in the same script
+        call (the thread holds one call at a time). The circuit is not asked again: the
+        account has just answered. Raises ``errors.Deferred`` when no slot comes soon
+        enough; nothing has been sent for that call then.
+        """
+        if self.limiter is None:
+            return
+        release, ticket.lease_id = ticket.lease_id, None
+        self._admit(ticket, 1, release)
+        if ticket.defer_s is not None:
+            raise errors.Deferred(f"next call: {ticket.reason}", side="back", retry_after_s=ticket.defer_s)
+
+    def _admit(self, ticket: Ticket, calls: int, release: str | None) -> Ticket:
+        """The limiter's part of admission: a slot worth ``calls`` calls, slept for; or a deferral."""
+        assert self.limiter is not None
+        provider, account, policy = ticket.provider, ticket.account, ticket.policy
         key = f"{provider}:{account}"
-        release = self._release_held(unless_key=key)  # this thread's last call, on this account
         for tries_left in range(MAX_LATE_RETRIES, -1, -1):
             lease_id = uuid.uuid4().hex
             # The slot is at (script time + wait); the script ran after this moment, so

@@ -332,10 +332,11 @@ def finish_error(
         handoff=handoff or "none",  # "none": the image never left us
     )
     attempts = attempt_rows(claimed, exc.calls, started, account, AttemptOutcome.ANSWERED)
-    attempts += attempt_rows(claimed, [failed_call], started, account, attempt_outcome(exc))
+    if not isinstance(exc, errors.Deferred):  # a deferred call was never sent: no row
+        attempts += attempt_rows(claimed, [failed_call], started, account, attempt_outcome(exc))
+        attempts[-1]["error"] = message
     v = vault()
     paid_sides = {side: v.encrypt_json(strip_images(reply), AD_SIDE) for side, reply in exc.answered.items()}
-    attempts[-1]["error"] = message
     decision = policy.decide(claimed.attempt, exc)
     values: dict[str, object] = {"status": decision.status, "error_class": decision.error_class}
     if decision.terminal:

@@ -23,6 +23,7 @@ from idbatch.providers import errors
 NEVER_RETRIED = errors.NEVER_RETRIED
 
 _CLASSES: tuple[tuple[type[errors.ProviderError], ErrorClass], ...] = (
+    (errors.Deferred, ErrorClass.THROTTLED),
     (errors.AccountBlocked, ErrorClass.ACCOUNT_BLOCKED),
     (errors.ItemRejected, ErrorClass.ITEM_REJECTED),
     (errors.RateLimited, ErrorClass.RATE_LIMITED),
@@ -93,6 +94,8 @@ class RetryPolicy:
         cls = error_class(error)
         if cls is ErrorClass.ACCOUNT_BLOCKED:
             return Decision(JobStatus.RETRY_WAIT, cls, self.blocked_pause_s, counts_attempt=False)
+        if isinstance(error, errors.Deferred):  # our limiter's wait, not a failure: as record.defer
+            return Decision(JobStatus.RETRY_WAIT, cls, error.retry_after_s or 0.05, counts_attempt=False)
         if self.should_retry(attempt, error):
             return Decision(JobStatus.RETRY_WAIT, cls, self.delay(attempt, error))
         if cls is ErrorClass.ITEM_REJECTED:

@@ -174,15 +174,15 @@ def _process_claimed(
         return prepared
 
     # call: on one of the provider's accounts, behind its circuit breaker and shared rate
-    # limit (may sleep briefly for the token)
-    # One slot per card, worth every call the card will send (2 for FRONT + BACK): a
-    # two-sided vendor paced per card would get twice its quota.
-    calls = len(planned_sides(next(iter(adapters.values())), request))
-    ticket = rt.gate().enter_any(claimed.provider, list(adapters), max(1, calls))
+    # limit (may sleep briefly for the token). The slot is the first call's; a two-sided
+    # card's BACK takes its own just before it is sent (``AccountGate.next_call``).
+    gate = rt.gate()
+    ticket = gate.enter_any(claimed.provider, list(adapters))
     if ticket.defer_s is not None:
         reason_class = ErrorClass(ticket.error_class or ErrorClass.THROTTLED)
         metrics.deferred(reason_class.value)
         return record.defer(claimed, ticket.defer_s, reason_class, ticket.reason, rt)
+    request = replace(request, pace=lambda: gate.next_call(ticket))
     provider = adapters[ticket.account]
     if single is None:
         # Another account can take the job at once if this one turns out to be blocked.
@@ -201,13 +201,17 @@ def _process_claimed(
     except errors.ProviderError as exc:
         latency_ms = (time.perf_counter() - t0) * 1000
         failure = exc
-        code = exc.provider_code or (str(exc.http_status) if exc.http_status else type(exc).__name__)
-        metrics.observe_calls(
-            claimed.provider,
-            provider.account,
-            [*exc.calls, _Call(exc.billable, latency_ms)],
-            failed_code=code,
-        )
+        if isinstance(exc, errors.Deferred):  # BACK had no slot soon: FRONT is kept, BACK unsent
+            metrics.deferred(ErrorClass.THROTTLED.value)
+            metrics.observe_calls(claimed.provider, provider.account, exc.calls)
+        else:
+            code = exc.provider_code or (str(exc.http_status) if exc.http_status else type(exc).__name__)
+            metrics.observe_calls(
+                claimed.provider,
+                provider.account,
+                [*exc.calls, _Call(exc.billable, latency_ms)],
+                failed_code=code,
+            )
         return durably(
             lambda: record.finish_error(
                 claimed, failure, started, latency_ms, provider.account, policy, rt, handoff=failure.handoff

@@ -202,6 +202,7 @@ class AliyunMarketProvider:
                 "detect_risk": _flag(any(config.get(k) for k in RISK_FLAGS)),
                 "detect_photo": _flag(config.get("detect_photo", False)),
             }
+            request.paced(done)  # BACK after FRONT: its own rate slot, just before the send
             with handing_off(handoff):
                 response, latency_ms = send(
                     self._client,

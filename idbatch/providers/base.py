@@ -35,6 +35,15 @@ class VerifyRequest:
     # Sides already answered and paid for by an earlier attempt (side -> the reply the
     # adapter stored): a two-sided adapter calls only the sides missing here.
     answered: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Called by a two-sided adapter just before each call after the first one it sends
+    # in this attempt: the worker takes that call's own rate slot (it may sleep for it,
+    # or raise ``errors.Deferred``; the adapter passes the error on with ``answered``).
+    pace: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+    def paced(self, done: list[CallRecord]) -> None:
+        """Before a call: its rate slot, when calls were already sent in this attempt."""
+        if done and self.pace is not None:
+            self.pace()
 
 
 @dataclass

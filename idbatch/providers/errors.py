@@ -3,7 +3,8 @@
     ProviderError
     ├── Retryable               transient: try again later (backoff with jitter)
     │   ├── RateLimited         over quota: slow the whole account down, honour Retry-After
-    │   └── Unavailable         5xx, gateway timeouts, connection errors, read timeouts
+    │   ├── Unavailable         5xx, gateway timeouts, connection errors, read timeouts
+    │   └── Deferred            not sent: our own limiter had no slot soon for it
     ├── ItemRejected            this input can never succeed: terminal for the job only
     └── AccountBlocked          auth failure, arrears, quota exhausted: stop the account,
                                 keep the jobs, tell the operator
@@ -69,6 +70,15 @@ class RateLimited(Retryable):
 
 class Unavailable(Retryable):
     """Server-side failure or transport error; the request may not have been processed."""
+
+
+class Deferred(Retryable):
+    """Not sent: the account's shared limiter has no rate slot soon for this call.
+
+    Raised by ``VerifyRequest.pace`` before a two-sided card's second call. The sides
+    answered before it are kept (``answered``), the job waits ``retry_after_s`` and the
+    attempt is given back: neither the card nor the provider failed.
+    """
 
 
 class ItemRejected(ProviderError):

@@ -172,6 +172,7 @@ class TencentOcrProvider(TencentProduct):
             params["CardSide"] = side.upper()
             if config:
                 params["Config"] = json.dumps(config, separators=(",", ":"))
+            request.paced(done)  # BACK after FRONT: its own rate slot, just before the send
             with handing_off(handoff):
                 reply = self._caller.call(params, side=side)
                 code = reply.error_code

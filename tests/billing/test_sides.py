@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,8 @@ def test_after_a_back_failure_the_retry_sends_only_the_back(
     assert int(sim.stats(ACCOUNTS[which]).get("billable", 0)) == 2
 
 
-@pytest.fixture
-def ocr_stack(env: Env, pg_db: str, gateway: str, tmp_path: Path) -> Iterator[Stack]:
+@contextmanager
+def _ocr_stack(env: Env, pg_db: str, tmp_path: Path, **overrides: str) -> Iterator[Stack]:
     from simulator.app import create_app
     from simulator.state import SimState
 
@@ -82,9 +83,15 @@ def ocr_stack(env: Env, pg_db: str, gateway: str, tmp_path: Path) -> Iterator[St
             k.removeprefix("IDBATCH_").lower(): v
             for k, v in provider_env("tencent_ocr", simulator.url).items()
         }
-        settings = env(database_url=pg_db, ratelimit_backend="off", requeue_after_s="0.2", **values)
+        settings = env(database_url=pg_db, requeue_after_s="0.2", **{**values, **overrides})
         upgrade(settings.database_url)
         yield Stack(settings, manifest, state, simulator.url)
+
+
+@pytest.fixture
+def ocr_stack(env: Env, pg_db: str, gateway: str, tmp_path: Path) -> Iterator[Stack]:
+    with _ocr_stack(env, pg_db, tmp_path, ratelimit_backend="off") as stack:
+        yield stack
 
 
 def test_the_worker_keeps_the_paid_front_and_finishes_the_card_with_the_back(
@@ -118,3 +125,53 @@ def test_the_worker_keeps_the_paid_front_and_finishes_the_card_with_the_back(
         billable == 2 * len(jobs) == stack.sim_state.stats_json()["accounts"][f"ocr:{SECRET_ID}"]["billable"]
     )  # type: ignore[attr-defined]
     assert in_flight == 0
+
+
+def test_a_back_with_no_rate_slot_soon_waits_unsent_and_the_front_is_kept(
+    env: Env, pg_db: str, gateway: str, tmp_path: Path
+) -> None:
+    """BACK takes its own rate slot; none within max_wait defers the card, FRONT kept.
+
+    At 4 calls/s a slot is 0.25 s after the last, and a 0.1 s max_wait refuses it: every
+    BACK asked for right after its FRONT is deferred by the real limiter (nothing is
+    patched). The retry sends only the BACK, no attempt is spent on the deferral, and
+    no row claims a call that was never sent.
+    """
+    deferred: list[tuple[int, str]] = []
+    original = TencentOcrProvider._call
+
+    def call(self: Any, request: Any, side: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, request, side, *args, **kwargs)
+        except errors.Deferred:
+            deferred.append((request.job_id, side))
+            raise
+
+    limits = {
+        "ratelimit_backend": "local",
+        "rate_limits": json.dumps({"tencent_ocr": 4}),
+        "rate_headroom": "0",
+        "ratelimit_max_wait_s": "0.1",
+    }
+    with (
+        _ocr_stack(env, pg_db, tmp_path, **limits) as stack,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setattr(TencentOcrProvider, "_call", call)  # observes; the limiter decides
+        batch = stack.submit()
+        stack.run_open(batch)
+        jobs = stack.jobs(batch)
+        stats = stack.sim_state.stats_json()["accounts"][f"ocr:{SECRET_ID}"]  # type: ignore[attr-defined]
+
+    assert deferred, "no BACK was deferred: the test did not exercise its point"
+    assert {side for _, side in deferred} == {"back"}
+    assert {j.status for j in jobs} <= {JobStatus.PASSED, JobStatus.NEGATIVE}
+    assert all(j.attempt_count == 1 for j in jobs)  # a deferral spends no attempt
+    with session_scope() as session:
+        rows = session.execute(select(Attempt.job_id, Attempt.side, Attempt.outcome, Attempt.billable)).all()
+    for job in jobs:
+        sides = sorted(r.side for r in rows if r.job_id == job.id)
+        assert sides == ["back", "front"]  # one row per call sent: FRONT once, BACK once
+    assert all(r.outcome == AttemptOutcome.ANSWERED and r.billable for r in rows)
+    assert stats["billable"] == stats["calls"] == 2 * len(jobs)  # never paid twice
+    assert stats.get("over_quota", 0) == 0

@@ -1,8 +1,9 @@
-"""A slot worth several calls: a two-sided card (FRONT then BACK) takes two calls of quota.
+"""A slot worth several calls moves the schedule by ``calls / rate``.
 
-Found by bench/quota.py --provider tencent_ocr: paced one slot per card, the OCR vendors
-sent two calls per slot, twice the account's quota. Checked on the schedule the limiter
-hands out (``Grant.start``), never on wall-clock time.
+The worker no longer asks for such slots (a two-sided card's BACK takes a slot of its own,
+tests/ratelimit/test_two_sided_pacing.py); the limiter keeps the parameter for a caller
+that sends several calls at one moment. Checked on the schedule the limiter hands out
+(``Grant.start``), never on wall-clock time.
 """
 
 from __future__ import annotations

@@ -1,0 +1,83 @@
+"""A two-sided card's BACK takes a rate slot of its own, just before it is sent.
+
+Found by bench/quota.py on OCR and Aliyun: one slot worth FRONT + BACK left BACK's
+arrival to FRONT's latency, so BACKs landed between the slots and a strict sliding window
+counted more than its quota in some seconds (31-37 refused calls a run). Checked on the
+schedule the limiter hands out (``Grant.start``), never on wall-clock time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from idbatch.providers import errors
+from tests.conftest import Env
+from tests.ratelimit.conftest import FakeClock
+from workers.circuit import CLOSED, CircuitBreaker
+from workers.gate import AccountGate
+from workers.ratelimit import Grant, LocalLimiter
+
+KEY = "tencent_ocr:default"
+
+
+class Recording(LocalLimiter):
+    """The local limiter, keeping every grant it hands out."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.grants: list[Grant] = []
+
+    def acquire(self, *args: Any, **kwargs: Any) -> Grant:
+        grant = super().acquire(*args, **kwargs)
+        self.grants.append(grant)
+        return grant
+
+
+def _gate(env: Env, clock: FakeClock, limiter: LocalLimiter, **settings: str) -> AccountGate:
+    values = {"rate_limits": json.dumps({"tencent_ocr": 20}), "rate_headroom": "0", **settings}
+    gate = AccountGate(env(**values), limiter, CircuitBreaker(cache_s=1e9), sleep=clock.advance, clock=clock)
+    gate.circuit._remember("tencent_ocr", "default", CLOSED, "", None)  # no database in this test
+    return gate
+
+
+def test_interleaved_cards_get_one_slot_per_call(env: Env, clock: FakeClock) -> None:
+    limiter = Recording(clock)
+    gate = _gate(env, clock, limiter)
+    # Two workers' cards, interleaved as threads would: A and B send FRONT, then A and B
+    # send BACK once their FRONTs answered.
+    a, b = gate.enter("tencent_ocr", "default"), gate.enter("tencent_ocr", "default")
+    gate.next_call(a)
+    gate.next_call(b)
+    starts = [g.start for g in limiter.grants]
+    assert len(starts) == 4  # one slot per call, none shared
+    gaps = [y - x for x, y in itertools.pairwise(starts)]
+    assert all(g == pytest.approx(1 / 20, abs=1e-6) for g in gaps), gaps
+
+
+def test_a_held_in_flight_lease_is_swapped_not_doubled(env: Env, clock: FakeClock) -> None:
+    limiter = LocalLimiter(clock=clock)
+    gate = _gate(env, clock, limiter, max_in_flight="1")
+    ticket = gate.enter("tencent_ocr", "default")
+    first = ticket.lease_id
+    assert first is not None
+    gate.next_call(ticket)  # the cap is 1 and this thread holds it: BACK still gets a slot
+    assert ticket.lease_id not in (None, first)
+    with ticket:
+        pass
+    assert gate.enter("tencent_ocr", "default").defer_s is None  # the BACK's lease was released
+
+
+def test_no_slot_soon_for_the_back_raises_deferred(env: Env, clock: FakeClock) -> None:
+    limiter = LocalLimiter(clock=clock)
+    gate = _gate(env, clock, limiter, ratelimit_max_wait_s="0.2")
+    ticket = gate.enter("tencent_ocr", "default")
+    for _ in range(4):  # other threads' FRONTs take the next 0.2 s of slots
+        limiter.acquire(KEY, gate.policy("tencent_ocr", "default"), f"other-{_}")
+    with pytest.raises(errors.Deferred) as deferred:
+        gate.next_call(ticket)
+    assert deferred.value.side == "back"
+    assert deferred.value.retry_after_s is not None and deferred.value.retry_after_s >= 0.2
