@@ -183,7 +183,17 @@ class Settings(BaseSettings):
     ratelimit_backend: Literal["auto", "redis", "local", "off"] = "auto"  # auto: Redis broker -> redis
     ratelimit_url: str = ""  # default: the broker URL when it is Redis
     ratelimit_prefix: str = "idbatch:rl"
-    ratelimit_max_wait_s: float = Field(default=2.0, ge=0)  # longer waits give the slot back
+    # A slot further than this gives the job back (retry_wait, attempt unspent). With the
+    # line below only a few threads per process hold a slot, so a wait this long is a
+    # hole in the schedule (a late wake-up moved it back) or a Retry-After pause, not a
+    # queue of threads: worth sleeping through rather than a database and broker round
+    # trip. Without the line (ratelimit_local_slots=0), ~2 s was the default.
+    ratelimit_max_wait_s: float = Field(default=10.0, ge=0)
+    # Each worker process lets this many of its threads at a time hold a reservation in an
+    # account's shared schedule; the rest wait their turn in the process (workers.gate).
+    # 0 = every thread asks the shared limiter directly (the shape before issue 17's line).
+    ratelimit_local_slots: int = Field(default=2, ge=0)
+    ratelimit_line_wait_s: float = Field(default=30.0, ge=0)  # a longer turn defers the job
     circuit_probe_s: float = Field(default=300.0, ge=0)  # half-open probe period; 0 = operator only
     circuit_cache_s: float = Field(default=2.0, ge=0)
 

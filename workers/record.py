@@ -131,7 +131,7 @@ def attempt_rows(
             "side": c.side,
             "provider": claimed.provider,
             "account": account,
-            "started_at": started,
+            "started_at": dt.datetime.fromtimestamp(c.sent_at, dt.UTC) if c.sent_at else started,
             "latency_ms": c.latency_ms,
             "http_status": c.http_status,
             "provider_code": c.provider_code,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -57,6 +58,15 @@ class CallRecord:
     latency_ms: float
     billable: bool
     handoff: str
+    # When the request went out (epoch seconds): by default the moment the record is made
+    # less its latency, as adapters make it on the answer. The attempt row's started_at, so
+    # a row says when that call reached the provider, not when its job began (which, for
+    # a BACK or a card that waited its turn for a rate slot, is seconds earlier).
+    sent_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.sent_at is None:
+            self.sent_at = time.time() - self.latency_ms / 1000.0
 
 
 def planned_sides(provider: Provider, request: VerifyRequest) -> tuple[str, ...]:

@@ -175,3 +175,23 @@ def test_a_back_with_no_rate_slot_soon_waits_unsent_and_the_front_is_kept(
     assert all(r.outcome == AttemptOutcome.ANSWERED and r.billable for r in rows)
     assert stats["billable"] == stats["calls"] == 2 * len(jobs)  # never paid twice
     assert stats.get("over_quota", 0) == 0
+
+
+def test_each_call_row_says_when_that_call_was_sent(ocr_stack: Stack) -> None:
+    """A BACK row's started_at is its own send time, after FRONT answered, not the job's start."""
+    stack = ocr_stack
+    stack.sim_state.faults.update({"latency_ms": 120, "latency_sigma": 0.0})  # type: ignore[attr-defined]
+    batch = stack.submit()
+    stack.run_open(batch)
+    with session_scope() as session:
+        rows = session.execute(
+            select(Attempt.job_id, Attempt.side, Attempt.started_at, Attempt.latency_ms)
+        ).all()
+    jobs = {r.job_id for r in rows}
+    assert len(jobs) == 4
+    for job_id in jobs:
+        front = next(r for r in rows if r.job_id == job_id and r.side == "front")
+        back = next(r for r in rows if r.job_id == job_id and r.side == "back")
+        gap = (back.started_at - front.started_at).total_seconds()
+        assert gap >= 0.1, gap  # BACK went out once FRONT's 120 ms answer was in
+        assert front.latency_ms >= 100

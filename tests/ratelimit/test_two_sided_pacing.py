@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from idbatch.providers import errors
 from tests.conftest import Env
 from tests.ratelimit.conftest import FakeClock
 from workers.circuit import CLOSED, CircuitBreaker
-from workers.gate import AccountGate
+from workers.gate import AccountGate, Line
 from workers.ratelimit import Grant, LocalLimiter
 
 KEY = "tencent_ocr:default"
@@ -81,3 +83,50 @@ def test_no_slot_soon_for_the_back_raises_deferred(env: Env, clock: FakeClock) -
         gate.next_call(ticket)
     assert deferred.value.side == "back"
     assert deferred.value.retry_after_s is not None and deferred.value.retry_after_s >= 0.2
+
+
+def test_the_line_hands_seats_over_in_order_and_a_later_call_goes_first() -> None:
+    line = Line(1)
+    assert line.enter(0.0)  # the one seat
+    order: list[str] = []
+
+    def wait(name: str, urgent: bool) -> None:
+        assert line.enter(10.0, urgent=urgent)
+        order.append(name)
+        line.leave()
+
+    def queued(n: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(line._waiting) < n:
+            assert time.monotonic() < deadline, "a thread never queued"
+            time.sleep(0.001)
+
+    threads = []
+    for n, (name, urgent) in enumerate([("front-1", False), ("front-2", False), ("back", True)], 1):
+        threads.append(threading.Thread(target=wait, args=(name, urgent)))
+        threads[-1].start()
+        queued(n)  # arrivals in a known order
+    assert order == []  # nobody passes a held seat
+    line.leave()
+    for t in threads:
+        t.join(5)
+    assert order == ["back", "front-1", "front-2"]  # urgent first, then first come first served
+
+
+def test_no_turn_in_the_line_defers_the_job(env: Env, clock: FakeClock) -> None:
+    limiter = LocalLimiter(clock=clock)
+    gate = _gate(env, clock, limiter, ratelimit_local_slots="1", ratelimit_line_wait_s="0")
+    line = gate._line(KEY)
+    assert line is not None and line.enter(0.0)  # another thread of this process holds the seat
+    ticket = gate.enter("tencent_ocr", "default")
+    assert ticket.defer_s is not None and ticket.error_class == "throttled"
+    assert "line" in ticket.reason
+    assert limiter.events[(KEY, "deferred_line")] == 1
+    line.leave()
+    assert gate.enter("tencent_ocr", "default").defer_s is None
+
+
+def test_without_the_line_every_thread_asks_the_limiter(env: Env, clock: FakeClock) -> None:
+    gate = _gate(env, clock, LocalLimiter(clock=clock), ratelimit_local_slots="0")
+    assert gate._line(KEY) is None
+    assert gate.enter("tencent_ocr", "default").defer_s is None
