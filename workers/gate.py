@@ -79,8 +79,17 @@ class Line:
                 self._waiting.appendleft(turn)
             else:
                 self._waiting.append(turn)
-        if turn.wait(timeout_s):
-            return True
+        try:
+            if turn.wait(timeout_s):
+                return True
+        except BaseException:  # interrupted while waiting: never leave a dead entry to hand a seat to
+            with self._lock:
+                handed = turn.is_set()
+                if not handed:
+                    self._waiting.remove(turn)
+            if handed:
+                self.leave()
+            raise
         with self._lock:
             if turn.is_set():  # handed over as the wait ran out: it is ours
                 return True
@@ -225,8 +234,20 @@ class AccountGate:
         if self.limiter is None:
             return
         release, ticket.lease_id = ticket.lease_id, None
-        self._admit(ticket, 1, release, urgent=True)
+        gate = ticket.gate
+        try:
+            self._admit(ticket, 1, release, urgent=True)
+        except Exception as exc:
+            # FRONT is paid: a limiter failure here must reach the adapter as a provider
+            # error, so FRONT's answer is kept (not a crash that would pay for it again).
+            # The swapped lease, if the script never ran, expires by itself (lease_s).
+            log.warning("rate limiter failed before a card's next call", error=type(exc).__name__)
+            raise errors.Deferred(
+                "next call: the rate limiter failed", side="back", retry_after_s=1.0
+            ) from exc
         if ticket.defer_s is not None:
+            # The ticket still settles (``with ticket``): a probing FRONT's answer closes the circuit.
+            ticket.gate = gate
             raise errors.Deferred(f"next call: {ticket.reason}", side="back", retry_after_s=ticket.defer_s)
 
     def _line(self, key: str) -> Line | None:
@@ -341,8 +362,8 @@ class AccountGate:
             self.circuit.blocked(ticket.provider, ticket.account, exc.message, exc.provider_code)
             metrics.circuit_state(ticket.provider, ticket.account, metrics.CIRCUIT_OPEN)
             log.error("account circuit opened", account=key, code=exc.provider_code)
-        elif exc is None or isinstance(exc, errors.ItemRejected):
-            # An answer (even "bad item") proves the account works.
+        elif exc is None or isinstance(exc, errors.ItemRejected | errors.Deferred):
+            # An answer (even "bad item"; a Deferred comes after FRONT answered) proves the account works.
             if ticket.probing:
                 self.circuit.probe_answered(ticket.provider, ticket.account)
                 metrics.circuit_state(ticket.provider, ticket.account, metrics.CIRCUIT_CLOSED)

@@ -330,6 +330,10 @@ def finish_error(
         latency_ms=latency_ms,
         billable=exc.billable,
         handoff=handoff or "none",  # "none": the image never left us
+        # latency_ms runs from before the attempt's first call (for a failed BACK it covers
+        # FRONT and the BACK's wait for its slot): the row keeps the attempt's start, not a
+        # send time derived from it (nor one that moves as a database retry repeats this).
+        sent_at=started.timestamp(),
     )
     attempts = attempt_rows(claimed, exc.calls, started, account, AttemptOutcome.ANSWERED)
     if not isinstance(exc, errors.Deferred):  # a deferred call was never sent: no row

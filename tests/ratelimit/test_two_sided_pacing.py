@@ -12,6 +12,7 @@ import itertools
 import json
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from idbatch.providers import errors
 from tests.conftest import Env
 from tests.ratelimit.conftest import FakeClock
-from workers.circuit import CLOSED, CircuitBreaker
+from workers.circuit import CLOSED, Admission, CircuitBreaker
 from workers.gate import AccountGate, Line
 from workers.ratelimit import Grant, LocalLimiter
 
@@ -130,3 +131,45 @@ def test_without_the_line_every_thread_asks_the_limiter(env: Env, clock: FakeClo
     gate = _gate(env, clock, LocalLimiter(clock=clock), ratelimit_local_slots="0")
     assert gate._line(KEY) is None
     assert gate.enter("tencent_ocr", "default").defer_s is None
+
+
+class Failing(LocalLimiter):
+    """Answers the first acquire, then fails as a Redis outage would."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.calls = 0
+
+    def acquire(self, *args: Any, **kwargs: Any) -> Grant:
+        self.calls += 1
+        if self.calls > 1:
+            raise ConnectionError("redis went away")
+        return super().acquire(*args, **kwargs)
+
+
+def test_a_limiter_failure_before_the_back_is_a_deferral_not_a_crash(env: Env, clock: FakeClock) -> None:
+    """FRONT is paid by then: the error must reach the adapter as a ProviderError (keeps FRONT)."""
+    gate = _gate(env, clock, Failing(clock))
+    ticket = gate.enter("tencent_ocr", "default")
+    with pytest.raises(errors.Deferred) as deferred:
+        gate.next_call(ticket)
+    assert isinstance(deferred.value.__cause__, ConnectionError)
+
+
+def test_a_probing_front_closes_the_circuit_even_when_its_back_is_deferred(
+    env: Env, clock: FakeClock
+) -> None:
+    limiter = LocalLimiter(clock=clock)
+    gate = _gate(env, clock, limiter, ratelimit_max_wait_s="0.2")
+    # The circuit's half-open state lives in the database; this gate test takes its verdict.
+    probe = SimpleNamespace(admission=Admission.PROBE, retry_in_s=None, reason="")
+    gate.circuit.admit = lambda provider, account: probe  # type: ignore[method-assign,assignment,return-value]
+    closed: list[tuple[str, str]] = []
+    gate.circuit.probe_answered = lambda provider, account: closed.append((provider, account))  # type: ignore[method-assign]
+    ticket = gate.enter("tencent_ocr", "default")
+    assert ticket.probing
+    for i in range(4):
+        limiter.acquire(KEY, gate.policy("tencent_ocr", "default"), f"other-{i}")
+    with pytest.raises(errors.Deferred), ticket:
+        gate.next_call(ticket)
+    assert closed == [("tencent_ocr", "default")]
