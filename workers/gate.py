@@ -277,16 +277,16 @@ class AccountGate:
 
         A seat is held from the request to the end of the sleep, never across the call.
         """
-        line = self._line(f"{ticket.provider}:{ticket.account}")
+        assert self.limiter is not None
+        key = f"{ticket.provider}:{ticket.account}"
+        line = self._line(key)
         if line is None:
             return self._reserve(ticket, calls, release)
         # A card's later call (BACK, its FRONT paid) goes first: it finishes a card.
         if not line.enter(self.settings.ratelimit_line_wait_s, urgent=urgent):
-            key = f"{ticket.provider}:{ticket.account}"
-            if self.limiter is not None:
-                if release is not None:
-                    self.limiter.release(key, release)
-                self.limiter.note(key, "deferred_line")
+            if release is not None:
+                self.limiter.release(key, release)
+            self.limiter.note(key, "deferred_line")
             return self._deferred(ticket, 1.0, "no turn in this worker's line for the account's rate")
         try:
             return self._reserve(ticket, calls, release)
